@@ -1,0 +1,187 @@
+"""Probabilistic linkage with Splink on DuckDB: the model as data, trained on the records.
+
+One table of person-records from every feed (one row per `source` + `record_key`), deduplicated
+as a whole, so a child's health tests, school roster line and provider services fall into one
+cluster. The model is unsupervised (no labels exist in production): u from random pairs, m by
+expectation maximisation on two independent blockings, lambda from deterministic rules.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+# Splink must never echo records: silence it before import-time handlers are attached.
+_splink_log = logging.getLogger("splink")
+_splink_log.setLevel(logging.CRITICAL + 1)
+_splink_log.addHandler(logging.NullHandler())
+_splink_log.propagate = False
+
+import splink.comparison_level_library as cll  # noqa: E402
+import splink.comparison_library as cl  # noqa: E402
+from splink import DuckDBAPI, Linker, SettingsCreator, block_on  # noqa: E402
+
+LINK_COLUMNS = ["unique_id", "first_name", "first_aliases", "middle_name", "last_name", "dob",
+                "sex", "address_key", "street_key", "zip", "medicaid_id", "patient_id"]
+
+
+def _first_name() -> cl.CustomComparison:
+    return cl.CustomComparison(
+        output_column_name="first_name",
+        comparison_levels=[
+            cll.NullLevel("first_name"),
+            cll.ExactMatchLevel("first_name").configure(tf_adjustment_column="first_name"),
+            cll.CustomLevel(
+                "list_contains(first_aliases_l, first_name_r) "
+                "or list_contains(first_aliases_r, first_name_l)",
+                label_for_charts="Nickname of each other"),
+            cll.JaroWinklerLevel("first_name", 0.92),
+            cll.JaroWinklerLevel("first_name", 0.8),
+            cll.ElseLevel(),
+        ],
+    )
+
+
+def _last_name() -> cl.CustomComparison:
+    return cl.CustomComparison(
+        output_column_name="last_name",
+        comparison_levels=[
+            cll.NullLevel("last_name"),
+            cll.ExactMatchLevel("last_name").configure(tf_adjustment_column="last_name"),
+            cll.JaroWinklerLevel("last_name", 0.92),
+            cll.CustomLevel(
+                "(length(last_name_l) >= 3 and length(last_name_r) >= 3) and "
+                "(contains(last_name_l, last_name_r) or contains(last_name_r, last_name_l))",
+                label_for_charts="One surname part of the other (hyphenated)"),
+            cll.JaroWinklerLevel("last_name", 0.8),
+            cll.ElseLevel(),
+        ],
+    )
+
+
+def _dob() -> cl.CustomComparison:
+    return cl.CustomComparison(
+        output_column_name="dob",
+        comparison_levels=[
+            cll.NullLevel("dob"),
+            cll.ExactMatchLevel("dob"),
+            cll.CustomLevel(
+                "substr(dob_l, 1, 4) = substr(dob_r, 1, 4) and "
+                "substr(dob_l, 6, 2) = substr(dob_r, 9, 2) and "
+                "substr(dob_l, 9, 2) = substr(dob_r, 6, 2)",
+                label_for_charts="Day and month transposed"),
+            cll.DamerauLevenshteinLevel("dob", 1),
+            cll.AbsoluteDateDifferenceLevel("dob", input_is_string=True, threshold=1,
+                                            metric="year"),
+            cll.ElseLevel(),
+        ],
+    )
+
+
+def _address() -> cl.CustomComparison:
+    return cl.CustomComparison(
+        output_column_name="address",
+        comparison_levels=[
+            cll.NullLevel("street_key"),
+            cll.ExactMatchLevel("address_key"),
+            cll.ExactMatchLevel("street_key"),
+            cll.JaroWinklerLevel("street_key", 0.9),
+            cll.ElseLevel(),
+        ],
+    )
+
+
+def _household_guard() -> cl.CustomComparison:
+    """Same surname or same dwelling, but unrelated first names: siblings, twins, parents.
+
+    Its weight is fixed, not trained: EM cannot learn it (such pairs are never matches in
+    training blocks it trusts) and without it a shared surname, address and a near birth date
+    outvote the first names, merging two children of one household.
+    """
+    household = (
+        "first_name_l is not null and first_name_r is not null "
+        "and (last_name_l = last_name_r or address_key_l = address_key_r) "
+        "and jaro_winkler_similarity(first_name_l, first_name_r) < 0.8 "
+        "and not list_contains(first_aliases_l, first_name_r) "
+        "and not list_contains(first_aliases_r, first_name_l) "
+        "and not (middle_name_l is not null and starts_with(middle_name_l, first_name_r)) "
+        "and not (middle_name_r is not null and starts_with(middle_name_r, first_name_l))"
+    )
+    return cl.CustomComparison(
+        output_column_name="household_guard",
+        comparison_levels=[
+            cll.CustomLevel(household, label_for_charts="Household member, not the same person")
+            .configure(m_probability=1e-9, u_probability=0.01,
+                       fix_m_probability=True, fix_u_probability=True),
+            cll.ElseLevel().configure(m_probability=1.0, u_probability=0.99,
+                                      fix_m_probability=True, fix_u_probability=True),
+        ],
+    )
+
+
+def settings() -> SettingsCreator:
+    return SettingsCreator(
+        link_type="dedupe_only",
+        unique_id_column_name="unique_id",
+        probability_two_random_records_match=0.0001,
+        comparisons=[
+            _first_name(),
+            _last_name(),
+            _dob(),
+            cl.ExactMatch("sex"),
+            _address(),
+            cl.ExactMatch("zip"),
+            cl.ExactMatch("medicaid_id"),
+            cl.ExactMatch("patient_id"),
+            _household_guard(),
+        ],
+        blocking_rules_to_generate_predictions=[
+            block_on("dob"),
+            block_on("last_name", "zip"),
+            block_on("first_name", "substr(dob, 1, 4)"),
+            block_on("address_key"),
+            block_on("medicaid_id"),
+            block_on("patient_id"),
+        ],
+        retain_intermediate_calculation_columns=False,
+        retain_matching_columns=False,
+    )
+
+
+def train_and_cluster(records: pd.DataFrame, threshold: float, model_path: Path | None = None,
+                      seed: int = 42) -> tuple[pd.DataFrame, dict]:
+    """Train on `records`, predict pairs and cluster them at `threshold`.
+
+    Returns (unique_id -> cluster_id, pair statistics). Only identifiers leave this function.
+    """
+    con = duckdb.connect(":memory:")
+    con.execute("SET enable_progress_bar = false")
+    db_api = DuckDBAPI(connection=con)
+    sdf = db_api.register(records[LINK_COLUMNS], table_name="person_records")
+    linker = Linker(sdf, settings(), log_level=None)
+    linker.training.estimate_probability_two_random_records_match(
+        [block_on("first_name", "last_name", "dob"), block_on("medicaid_id"),
+         block_on("patient_id")], recall=0.7)
+    linker.training.estimate_u_using_random_sampling(max_pairs=2e6, seed=seed)
+    # Two independent EM passes. Blocking on surname + ZIP would train a "household" model
+    # (siblings share both), so names are trained within birth dates, and birth date and
+    # address within full names.
+    linker.training.estimate_parameters_using_expectation_maximisation(block_on("dob"))
+    linker.training.estimate_parameters_using_expectation_maximisation(
+        block_on("first_name", "last_name"))
+    pairs = linker.inference.predict(threshold_match_probability=min(0.5, threshold))
+    clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
+        pairs, threshold_match_probability=threshold)
+    out = clusters.as_pandas_dataframe()[["unique_id", "cluster_id"]]
+    n_pairs = con.execute(
+        f"select count(*) from {pairs.physical_name} "
+        f"where match_probability >= {float(threshold)}").fetchall()[0][0]
+    if model_path is not None:
+        model_path.parent.mkdir(parents=True, exist_ok=True)
+        model_path.write_text(json.dumps(linker.misc.save_model_to_json(), indent=1))
+    con.close()
+    return out, {"pairs_linked": int(n_pairs)}

@@ -1,0 +1,186 @@
+"""The linkage stage: vault raw rows -> standardised person-records -> clusters -> person_ids.
+
+Writes, in the vault only:
+    linkage.person_records     one row per person-record, standardised (identifiable)
+    linkage.person_crosswalk   (source, record_key, person_id): the public interface
+    linkage.persons            one row per person_id: best birth date and sex (identifiable)
+    linkage.person_id_events   person_ids created or retired by each run
+
+`person_id`s are random, never derived from personal data, and stable: a cluster keeps the id
+most of its records already had, so a new delivery only mints ids for new people.
+"""
+
+from __future__ import annotations
+
+import csv
+import secrets
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from linkage import standardise as S
+
+SEEDS = Path(__file__).resolve().parent.parent / "seeds"
+
+# One row per person-record, the latest version of each (SQL over the vault's raw tables).
+RECORDS_SQL = """
+with health as (
+    select 'health' as source, test_id as record_key, pat_first_name as first_name,
+           pat_middle_name as middle_name, pat_last_name as last_name, pat_dob as dob,
+           pat_sex as sex, pat_address as street_line, null as unit, pat_zip as zip,
+           medicaid_id, patient_id
+    from raw.health__blood_lead
+    qualify row_number() over (partition by test_id
+                               order by reported_date desc, _extract_date desc, _line desc) = 1
+),
+residents as (
+    select 'housing', household_id || '-' || member_seq, first_name, null, last_name, dob,
+           null, address, unit, zip, null, null
+    from raw.housing__residents
+    qualify row_number() over (partition by household_id, member_seq
+                               order by _extract_date desc, _line desc) = 1
+),
+students as (
+    select 'schools', studentid, firstname, middlename, lastname, birthdate, gender,
+           homeaddress, null, zip, null, null
+    from raw.schools__enrollment
+    qualify row_number() over (partition by studentid order by _extract_date desc, _line desc) = 1
+),
+services as (
+    select 'providers', provider_code || '-' || record_id, client_first_name, null,
+           client_last_name, client_dob, client_gender, client_address, null, client_zip,
+           null, null
+    from raw.providers__services
+    qualify row_number() over (partition by provider_code, record_id
+                               order by _extract_date desc, _line desc) = 1
+)
+select * from health union all select * from residents
+union all select * from students union all select * from services
+"""
+
+
+def linkage_setting(name: str) -> float:
+    """A linkage setting from `seeds/linkage_settings.csv` (thresholds are data)."""
+    with open(SEEDS / "linkage_settings.csv", newline="") as fh:
+        for row in csv.DictReader(fh):
+            if row["setting"] == name:
+                return float(row["value"])
+    raise KeyError(f"seeds/linkage_settings.csv has no setting {name!r}")
+
+
+def standardise_records(raw: pd.DataFrame) -> pd.DataFrame:
+    out = pd.DataFrame({"source": raw["source"], "record_key": raw["record_key"]})
+    out["unique_id"] = raw["source"] + ":" + raw["record_key"]
+    out["first_name"] = [n.split(" ")[0] if n else None for n in map(S.std_name, raw["first_name"])]
+    out["first_aliases"] = [list(S.first_name_aliases(n)) for n in raw["first_name"]]
+    out["middle_name"] = [S.std_name(n) for n in raw["middle_name"]]
+    out["last_name"] = [S.std_last_name(n) for n in raw["last_name"]]
+    out["dob"] = [pd.Timestamp(d).strftime("%Y-%m-%d") if pd.notna(d) else None
+                  for d in raw["dob"]]
+    out["sex"] = [S.std_sex(s) for s in raw["sex"]]
+    streets, keys = [], []
+    for line, unit in zip(raw["street_line"], raw["unit"], strict=True):
+        street, u = S.std_address(line, unit)
+        streets.append(street)
+        keys.append(f"{street} #{u}" if street and u else street)
+    out["street_key"] = streets
+    out["address_key"] = keys
+    out["zip"] = [S.std_zip(z) for z in raw["zip"]]
+    out["medicaid_id"] = [S.std_name(m) for m in raw["medicaid_id"]]
+    out["patient_id"] = [S.std_name(m) for m in raw["patient_id"]]
+    return out
+
+
+def assign_person_ids(clusters: pd.DataFrame, prior: dict[str, str]) -> dict[str, str]:
+    """cluster_id -> person_id, keeping each cluster's most common prior id where it can.
+
+    Larger clusters choose first, so when two clusters both claim an old id (a split), the
+    bigger keeps it and the smaller gets a new one; a cluster whose records had two ids (a
+    merge) keeps the more common, and the other is retired.
+    """
+    members: dict[str, list[str]] = {}
+    for uid, cid in zip(clusters["unique_id"], clusters["cluster_id"], strict=True):
+        members.setdefault(cid, []).append(uid)
+    taken: set[str] = set()
+    result: dict[str, str] = {}
+    for cid in sorted(members, key=lambda c: (-len(members[c]), str(c))):
+        votes = Counter(prior[u] for u in members[cid] if u in prior)
+        chosen = next((pid for pid, _ in sorted(votes.items(), key=lambda kv: (-kv[1], kv[0]))
+                       if pid not in taken), None)
+        if chosen is None:
+            chosen = new_person_id(taken)
+        taken.add(chosen)
+        result[cid] = chosen
+    return result
+
+
+def new_person_id(taken: set[str]) -> str:
+    while True:
+        pid = "P" + secrets.token_hex(6).upper()
+        if pid not in taken:
+            return pid
+
+
+def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path) -> dict[str, int]:
+    """Relink every person-record in the vault; returns counts (never identities)."""
+    from linkage.model import train_and_cluster
+
+    con.execute("create schema if not exists linkage")
+    raw = con.execute(RECORDS_SQL).df()
+    records = standardise_records(raw)
+    threshold = linkage_setting("match_probability_threshold")
+    clusters, stats = train_and_cluster(records, threshold, model_dir / "splink_model.json")
+    have_prior = con.execute(
+        "select count(*) from information_schema.tables "
+        "where table_schema = 'linkage' and table_name = 'person_crosswalk'").fetchall()[0][0]
+    prior: dict[str, str] = {}
+    if have_prior:
+        prior = {f"{s}:{k}": p for s, k, p in con.execute(
+            "select source, record_key, person_id from linkage.person_crosswalk").fetchall()}
+    ids = assign_person_ids(clusters, prior)
+    by_uid = dict(zip(clusters["unique_id"], clusters["cluster_id"], strict=True))
+    records["person_id"] = [ids[by_uid[u]] for u in records["unique_id"]]
+    crosswalk = records[["source", "record_key", "person_id"]]
+
+    # best birth date and sex per person: the most common non-blank value
+    persons = (records.assign(dob=pd.to_datetime(records["dob"]).dt.date)
+               .groupby("person_id")
+               .agg(birth_date=("dob", _mode), sex=("sex", _mode), records=("unique_id", "size"))
+               .reset_index())
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    old_ids, new_ids = set(prior.values()), set(ids.values())
+    events = pd.DataFrame(
+        [(now, p, "created") for p in sorted(new_ids - old_ids)]
+        + [(now, p, "retired") for p in sorted(old_ids - new_ids)],
+        columns=["run_at", "person_id", "event"])
+    con.execute("begin transaction")
+    try:
+        for name, frame in (("person_records", records.drop(columns=["first_aliases"])),
+                            ("person_crosswalk", crosswalk), ("persons", persons)):
+            con.register("frame", frame)
+            con.execute(f"create or replace table linkage.{name} as select * from frame")
+            con.unregister("frame")
+        con.execute("create table if not exists linkage.person_id_events "
+                    "(run_at timestamp, person_id varchar, event varchar)")
+        con.register("frame", events)
+        con.execute("insert into linkage.person_id_events select * from frame")
+        con.unregister("frame")
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        raise
+    return {"records": len(records), "persons": len(new_ids),
+            "new_person_ids": len(new_ids - old_ids), "retired_person_ids": len(old_ids - new_ids),
+            "pairs_linked": stats["pairs_linked"],
+            "largest_cluster": int(records.groupby("person_id").size().max()) if len(records) else 0}
+
+
+def _mode(values: pd.Series):
+    v = values.dropna()
+    if v.empty:
+        return None
+    counts = Counter(v)
+    return sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))[0][0]

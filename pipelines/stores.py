@@ -1,0 +1,116 @@
+"""Where Plumbline keeps things, and the settings that say where.
+
+    DATA_DIR/vault.duckdb       the only identifiable store (raw rows, quarantine, linkage)
+    DATA_DIR/warehouse.duckdb   pseudonymous only: person_id, keyed pseudonyms, ages in months
+    DATA_DIR/outbox/<agency>/   receipts and alert lists going back to partners
+    DATA_DIR/quarantine/        rejected deliveries, kept byte for byte
+
+Settings come from the environment (`PLUMBLINE_*`), read in one place.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import duckdb
+
+log = logging.getLogger("plumbline")
+
+AGENCIES = ("health", "housing", "schools", "providers")
+DEFAULT_DATA_DIR = Path("data")
+
+
+@dataclass(frozen=True)
+class Settings:
+    landing: Path
+    data_dir: Path
+    as_of: date
+    pseudonym_key: bytes
+
+    @property
+    def vault_path(self) -> Path:
+        return self.data_dir / "vault.duckdb"
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.data_dir / "warehouse.duckdb"
+
+    @property
+    def outbox(self) -> Path:
+        return self.data_dir / "outbox"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.data_dir / "quarantine"
+
+
+def data_dir_from_env() -> Path:
+    return Path(os.environ.get("PLUMBLINE_DATA_DIR", DEFAULT_DATA_DIR)).resolve()
+
+
+def load_settings() -> Settings:
+    data_dir = data_dir_from_env()
+    landing = Path(os.environ.get("PLUMBLINE_LANDING", data_dir / "landing")).resolve()
+    as_of_text = os.environ.get("PLUMBLINE_AS_OF", "").strip()
+    as_of = date.fromisoformat(as_of_text) if as_of_text else date.today()
+    return Settings(landing, data_dir, as_of, pseudonym_key(data_dir))
+
+
+def pseudonym_key(data_dir: Path) -> bytes:
+    """The secret behind every keyed pseudonym.
+
+    Production sets `PLUMBLINE_PSEUDONYM_KEY`. Without it (the demo), a random key is created
+    once in the data dir, so pseudonyms stay stable across runs on this machine; a warning says
+    so, because anyone who can read the data dir can then recompute pseudonyms.
+    """
+    env = os.environ.get("PLUMBLINE_PSEUDONYM_KEY", "").strip()
+    if env:
+        return env.encode()
+    key_file = data_dir / "pseudonym.key"
+    if not key_file.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(secrets.token_hex(32))
+        key_file.chmod(0o600)
+        log.warning(
+            "PLUMBLINE_PSEUDONYM_KEY is not set: created a local key in %s (demo only; "
+            "set the variable from a secret store in production)", key_file)
+    return key_file.read_text().strip().encode()
+
+
+@contextmanager
+def connect(path: Path, *, read_only: bool = False, wait_seconds: float = 300.0
+            ) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open a DuckDB file, waiting while another process holds its write lock.
+
+    DuckDB allows one writing process per file. Two Plumbline runs at once (the sensor's and
+    one by hand) therefore queue here instead of failing with an obscure lock error; after
+    `wait_seconds` the error says plainly which store was busy.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait_seconds
+    delay = 0.2
+    while True:
+        try:
+            con = duckdb.connect(str(path), read_only=read_only)
+            break
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"{path.name} is in use by another process (another Plumbline run?) and "
+                    f"stayed busy for {wait_seconds:.0f}s; try again when it has finished"
+                ) from None
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    try:
+        con.execute("SET enable_progress_bar = false")
+        yield con
+    finally:
+        con.close()
