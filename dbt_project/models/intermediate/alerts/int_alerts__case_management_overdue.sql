@@ -1,0 +1,52 @@
+-- One row per child whose latest confirmed EBLL went without case management (a qualifying
+-- service with a qualifying outcome, on or after the confirmation) past the band's window.
+-- Rule 3 of lead-followup.md.
+with confirmations as (
+    select * from {{ ref('int_lead_latest_confirmations') }}
+),
+
+steps as (
+    select * from {{ ref('qualifying_steps') }} where rule_code = 'CASE_MANAGEMENT_OVERDUE'
+),
+
+services as (
+    select s.person_id, s.service_date
+    from {{ ref('stg_providers__services') }} as s
+    where s.extract_date <= {{ as_of_date() }}
+      and s.service_date <= {{ as_of_date() }}
+      and s.service_code in (select code from steps where code_type = 'service_code')
+      and s.outcome_code in (select code from steps where code_type = 'outcome_code')
+),
+
+windows as (
+    select * from {{ ref('int_rule_windows') }} where rule_code = 'CASE_MANAGEMENT_OVERDUE'
+),
+
+episodes as (
+    select
+        c.person_id,
+        c.confirmation_date as episode_date,
+        c.band,
+        w.window_days,
+        c.confirmation_date + w.window_days as due_date,
+        c.confirming_test_key as evidence_test_key,
+        c.address_key,
+        c.result_value,
+        c.sample_type_label,
+        (
+            select min(s.service_date) from services as s
+            where s.person_id = c.person_id and s.service_date >= c.confirmation_date
+        ) as step_date
+    from confirmations as c
+    inner join windows as w on w.band = c.band
+)
+
+select
+    'CASE_MANAGEMENT_OVERDUE' as rule_code,
+    *,
+    'Confirmed blood lead ' || result_value || ' µg/dL (' || sample_type_label || ') on '
+    || episode_date || '; no case management or home visit has started, and band ' || band
+    || ' calls for one within ' || window_days || ' days.' as reason_open,
+    'Case management started on ' || step_date || ', after the due date.' as reason_closed
+from episodes
+where {{ as_of_date() }} > due_date and (step_date is null or step_date > due_date)

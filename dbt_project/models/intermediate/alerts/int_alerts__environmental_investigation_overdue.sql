@@ -1,0 +1,59 @@
+-- One row per child whose latest confirmed EBLL went without a lead risk assessment of the
+-- same dwelling (street address and unit) past the band's window. Rule 2 of lead-followup.md;
+-- an assessment up to the look-back before the confirmation still counts.
+with confirmations as (
+    select * from {{ ref('int_lead_latest_confirmations') }}
+),
+
+inspections as (
+    select * from {{ ref('stg_housing__inspections') }}
+    where extract_date <= {{ as_of_date() }} and inspection_date <= {{ as_of_date() }}
+    qualify row_number() over (partition by inspection_key order by extract_date desc) = 1
+),
+
+qualifying as (
+    select i.address_key, i.inspection_date
+    from inspections as i
+    inner join {{ ref('qualifying_steps') }} as q
+        on q.rule_code = 'ENVIRONMENTAL_INVESTIGATION_OVERDUE'
+        and q.code_type = 'inspection_type'
+        and q.code = i.inspection_type
+),
+
+windows as (
+    select * from {{ ref('int_rule_windows') }}
+    where rule_code = 'ENVIRONMENTAL_INVESTIGATION_OVERDUE'
+),
+
+episodes as (
+    select
+        c.person_id,
+        c.confirmation_date as episode_date,
+        c.band,
+        w.window_days,
+        c.confirmation_date + w.window_days as due_date,
+        c.confirming_test_key as evidence_test_key,
+        c.address_key,
+        c.result_value,
+        c.sample_type_label,
+        (
+            select min(q.inspection_date) from qualifying as q
+            where q.address_key = c.address_key
+              and q.inspection_date >= c.confirmation_date
+                  - cast({{ lead_parameter('investigation_lookback_days') }} as integer)
+        ) as step_date
+    from confirmations as c
+    inner join windows as w on w.band = c.band
+)
+
+select
+    'ENVIRONMENTAL_INVESTIGATION_OVERDUE' as rule_code,
+    *,
+    'A child under 6 living here had a confirmed blood lead level of ' || result_value
+    || ' µg/dL (' || sample_type_label || ') on ' || episode_date
+    || '; no lead risk assessment of this home is recorded, and band ' || band
+    || ' calls for one within ' || window_days || ' days.' as reason_open,
+    'A lead risk assessment of the home was recorded on ' || step_date
+    || ', after the due date.' as reason_closed
+from episodes
+where {{ as_of_date() }} > due_date and (step_date is null or step_date > due_date)

@@ -1,0 +1,143 @@
+"""The pseudonymous warehouse's sources: what dbt may see.
+
+Each `src.*` table is built from the vault and carries no names, street lines, full birth
+dates or partner record ids: people appear by `person_id`, records and dwellings by keyed
+pseudonyms (HMAC-SHA256 with the pseudonym key), ages in months. The pseudonym -> record map
+stays in the vault (`linkage.record_pseudonyms`), so only the outbox can re-identify.
+
+Every version a partner sent is kept (with its reported or extract date), so dbt can apply the
+feeds' semantics (latest report wins) as of any date.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+import duckdb
+import pandas as pd
+
+from linkage.standardise import address_key, std_address, std_zip
+
+SRC_TABLES = ("health_tests", "housing_inspections", "housing_residents", "schools_enrollment",
+              "provider_services", "provider_contracts")
+
+
+def pseudonym(key: bytes, kind: str, value: str) -> str:
+    return hmac.new(key, f"{kind}\x1f{value}".encode(), hashlib.sha256).hexdigest()[:20]
+
+
+def _pseudo(key: bytes, kind: str, values: pd.Series) -> pd.Series:
+    uniq = {v: pseudonym(key, kind, v) for v in values.dropna().unique()}
+    return values.map(uniq)
+
+
+HEALTH_SQL = """
+select h.test_id, x.person_id, h.sample_date, h.sample_type, h.result_value, h.result_censored,
+       h.reported_date, h._extract_date as extract_date, h.pat_address, h.pat_zip,
+       date_diff('month', p.birth_date, h.sample_date)
+         - case when day(h.sample_date) < day(p.birth_date) then 1 else 0 end as age_months
+from raw.health__blood_lead h
+join linkage.person_crosswalk x on x.source = 'health' and x.record_key = h.test_id
+left join linkage.persons p on p.person_id = x.person_id
+"""
+
+INSPECTIONS_SQL = """
+select inspection_id, address, unit, zip, inspection_date, inspection_type, trigger,
+       lead_hazard_found, order_issued_date, clearance_date, _extract_date as extract_date
+from raw.housing__inspections
+"""
+
+RESIDENTS_SQL = """
+select r.household_id, x.person_id, r.relationship, r.address, r.unit, r.zip, r.move_in_date,
+       r.move_out_date, r._extract_date as snapshot_date
+from raw.housing__residents r
+join linkage.person_crosswalk x
+  on x.source = 'housing' and x.record_key = r.household_id || '-' || r.member_seq
+"""
+
+ENROLLMENT_SQL = """
+select x.person_id, e.schoolcode as school_code, e.gradelevel as grade_level,
+       e.entrydate as entry_date, e.exitdate as exit_date, e.iep = 'Y' as iep,
+       e.section504 = 'Y' as section_504, e.attendancerate as attendance_rate, e.zip,
+       e._extract_date as snapshot_date
+from raw.schools__enrollment e
+join linkage.person_crosswalk x on x.source = 'schools' and x.record_key = e.studentid
+"""
+
+SERVICES_SQL = """
+select s.provider_code || '-' || s.record_id as record_key, x.person_id, s.provider_code,
+       s.contract_id, s.service_code, s.service_date, s.outcome_code,
+       s._extract_date as extract_date
+from raw.providers__services s
+join linkage.person_crosswalk x
+  on x.source = 'providers' and x.record_key = s.provider_code || '-' || s.record_id
+"""
+
+CONTRACTS_SQL = """
+select contract_id, provider_code, provider_name, service_codes, start_date, end_date,
+       amount_usd, target_description, _extract_date as extract_date
+from raw.providers__contracts
+"""
+
+
+def _dwelling(frame: pd.DataFrame, key: bytes, line: str, unit: str | None, zip_col: str
+              ) -> pd.DataFrame:
+    """Replace a street line (and unit) with keyed dwelling and building pseudonyms."""
+    units = frame[unit] if unit else pd.Series([None] * len(frame), index=frame.index)
+    dwelling = [address_key(a, u) for a, u in zip(frame[line], units, strict=True)]
+    building = [std_address(a, u)[0] for a, u in zip(frame[line], units, strict=True)]
+    frame = frame.drop(columns=[c for c in (line, unit) if c])
+    frame["address_key"] = _pseudo(key, "dwelling", pd.Series(dwelling, index=frame.index))
+    frame["building_key"] = _pseudo(key, "building", pd.Series(building, index=frame.index))
+    frame["zip5"] = [std_zip(z) for z in frame.pop(zip_col)]
+    return frame
+
+
+def build_sources(vault: duckdb.DuckDBPyConnection, key: bytes) -> dict[str, pd.DataFrame]:
+    """Read the vault and return the pseudonymous src tables (nothing identifiable left)."""
+    health = vault.execute(HEALTH_SQL).df()
+    record_map = [("test", health["test_id"].drop_duplicates())]
+    health["test_key"] = _pseudo(key, "test", health.pop("test_id"))
+    health = _dwelling(health, key, "pat_address", None, "pat_zip")
+
+    insp = vault.execute(INSPECTIONS_SQL).df()
+    record_map.append(("inspection", insp["inspection_id"].drop_duplicates()))
+    insp["inspection_key"] = _pseudo(key, "inspection", insp.pop("inspection_id"))
+    insp = _dwelling(insp, key, "address", "unit", "zip")
+
+    res = vault.execute(RESIDENTS_SQL).df()
+    res["household_key"] = _pseudo(key, "household", res.pop("household_id"))
+    res = _dwelling(res, key, "address", "unit", "zip")
+
+    enr = vault.execute(ENROLLMENT_SQL).df()
+    enr["zip5"] = [std_zip(z) for z in enr.pop("zip")]
+
+    svc = vault.execute(SERVICES_SQL).df()
+    record_map.append(("service", svc["record_key"].drop_duplicates()))
+    svc["service_key"] = _pseudo(key, "service", svc.pop("record_key"))
+
+    contracts = vault.execute(CONTRACTS_SQL).df()
+
+    # the re-identification map stays in the vault
+    rows = [(kind, pseudonym(key, kind, v), v) for kind, values in record_map for v in values]
+    vault.execute("create schema if not exists linkage")
+    vault.register("pmap", pd.DataFrame(rows, columns=["kind", "pseudonym", "record_key"]))
+    vault.execute("create or replace table linkage.record_pseudonyms as select * from pmap")
+    vault.unregister("pmap")
+    return {"health_tests": health, "housing_inspections": insp, "housing_residents": res,
+            "schools_enrollment": enr, "provider_services": svc, "provider_contracts": contracts}
+
+
+def write_sources(warehouse: duckdb.DuckDBPyConnection, tables: dict[str, pd.DataFrame]) -> None:
+    warehouse.execute("create schema if not exists src")
+    warehouse.execute("begin transaction")
+    try:
+        for name, frame in tables.items():
+            warehouse.register("frame", frame)
+            warehouse.execute(f"create or replace table src.{name} as select * from frame")
+            warehouse.unregister("frame")
+        warehouse.execute("commit")
+    except Exception:
+        warehouse.execute("rollback")
+        raise
