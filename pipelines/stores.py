@@ -25,7 +25,8 @@ import duckdb
 log = logging.getLogger("plumbline")
 
 AGENCIES = ("health", "housing", "schools", "providers")
-DEFAULT_DATA_DIR = Path("data")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_DIR = REPO_ROOT / "data"
 
 
 @dataclass(frozen=True)

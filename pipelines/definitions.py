@@ -1,0 +1,25 @@
+"""The one Dagster entry point: every Plumbline asset, resource and executor."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from pipelines.defs.delivery.assets import alert_lists
+from pipelines.defs.ingest.assets import ingest_assets
+from pipelines.defs.linkage.assets import person_crosswalk
+from pipelines.defs.resources import PlumblineSettings
+from pipelines.defs.warehouse.assets import (
+    dbt_resource,
+    plumbline_dbt,
+    warehouse_sources,
+)
+
+defs = dg.Definitions(
+    assets=[*ingest_assets, person_crosswalk, warehouse_sources, plumbline_dbt, alert_lists],
+    resources={
+        "plumbline": PlumblineSettings(),
+        "dbt": dbt_resource(),
+    },
+    # DuckDB allows one writer per file: steps run one after another in one process.
+    executor=dg.in_process_executor,
+)

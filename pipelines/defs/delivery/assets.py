@@ -1,0 +1,27 @@
+"""What goes back to partners: each agency's alert list, re-identified from the vault."""
+
+
+import dagster as dg
+from dagster_dbt import get_asset_key_for_model
+
+from pipelines.defs.resources import PlumblineSettings
+from pipelines.defs.warehouse.assets import plumbline_dbt
+from pipelines.outbox import write_alert_lists
+
+
+@dg.asset(
+    group_name="delivery",
+    owners=["team:data-engineering"],
+    kinds={"csv"},
+    deps=[get_asset_key_for_model([plumbline_dbt], "lead_alerts")],
+    description=(
+        "outbox/<agency>/alerts_<YYYYMMDD>.csv: each agency's open alerts, most urgent first, "
+        "with the reason and next step, described with that agency's own identifiers."
+    ),
+)
+def alert_lists(context: dg.AssetExecutionContext, plumbline: PlumblineSettings
+                ) -> dg.MaterializeResult:
+    counts = write_alert_lists(plumbline.settings())
+    context.log.info("open alerts per agency: " + ", ".join(f"{a} {n}" for a, n in counts.items()))
+    return dg.MaterializeResult(
+        metadata={f"open_alerts_{a}": dg.MetadataValue.int(n) for a, n in counts.items()})

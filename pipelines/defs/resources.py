@@ -1,0 +1,33 @@
+"""Configuration reaches assets through resources; paths and secrets never live in asset code."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from pipelines.stores import Settings, load_settings
+
+
+class PlumblineSettings(dg.ConfigurableResource):
+    """Where the stores live and the as-of date: from PLUMBLINE_* environment variables.
+
+    Left blank, each field falls back to its environment variable (read at run time, so a
+    schedule or sensor run picks up the deployment's settings).
+    """
+
+    data_dir: str = ""
+    landing: str = ""
+    as_of: str = ""
+
+    def settings(self) -> Settings:
+        if self.data_dir:
+            os.environ["PLUMBLINE_DATA_DIR"] = self.data_dir
+        if self.landing:
+            os.environ["PLUMBLINE_LANDING"] = self.landing
+        if self.as_of:
+            os.environ["PLUMBLINE_AS_OF"] = self.as_of
+        s = load_settings()
+        # dbt's profiles.yml reads the same variable: make it absolute for the dbt subprocess
+        os.environ["PLUMBLINE_DATA_DIR"] = str(s.data_dir)
+        return s

@@ -1,0 +1,79 @@
+"""The pseudonymous warehouse: src tables from the vault, then the dbt project over them."""
+
+
+import json
+import shutil
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+
+from pipelines.defs.resources import PlumblineSettings
+from pipelines.stores import REPO_ROOT, connect
+from pipelines.warehouse import SRC_TABLES, build_sources, write_sources
+
+DBT_DIR = REPO_ROOT / "dbt_project"
+
+dbt_project = DbtProject(project_dir=DBT_DIR, profiles_dir=DBT_DIR)
+
+
+def dbt_resource() -> DbtCliResource:
+    """dbt from this interpreter's environment, so an un-activated .venv still finds it."""
+    beside = Path(sys.executable).parent / "dbt"
+    executable = str(beside) if beside.exists() else (shutil.which("dbt") or "dbt")
+    return DbtCliResource(project_dir=dbt_project, dbt_executable=executable)
+
+
+def ensure_manifest(project: DbtProject) -> Path:
+    """Parse the dbt project when its manifest is missing, so that loading the definitions
+    (tests, the CLI, `dagster dev`) never needs a manual `dbt parse` first."""
+    if not project.manifest_path.exists():
+        dbt_resource().cli(["parse", "--quiet"], target_path=project.target_path).wait()
+    return project.manifest_path
+
+
+@dg.multi_asset(
+    group_name="warehouse",
+    specs=[dg.AssetSpec(["src", name], group_name="warehouse", owners=["team:data-engineering"],
+                        deps=["person_crosswalk", "raw_housing__inspections",
+                              "raw_providers__contracts"],
+                        kinds={"duckdb"},
+                        description=f"Warehouse table src.{name}: pseudonymous, every version.")
+           for name in SRC_TABLES],
+)
+def warehouse_sources(context: dg.AssetExecutionContext, plumbline: PlumblineSettings):
+    """Copy what dbt may see from the vault to the warehouse, pseudonymised on the way."""
+    settings = plumbline.settings()
+    with connect(settings.vault_path) as vault:
+        tables = build_sources(vault, settings.pseudonym_key)
+    with connect(settings.warehouse_path) as wh:
+        write_sources(wh, tables)
+    for name, frame in tables.items():
+        yield dg.MaterializeResult(asset_key=["src", name],
+                                   metadata={"rows": dg.MetadataValue.int(len(frame))})
+
+
+class PlumblineDbtTranslator(DagsterDbtTranslator):
+    """dbt models keep their table names as asset keys; groups follow the dbt layer."""
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        if dbt_resource_props["resource_type"] == "seed":
+            return "rules"
+        fqn = dbt_resource_props.get("fqn", [])
+        return "marts" if "marts" in fqn else "warehouse"
+
+
+@dbt_assets(
+    manifest=ensure_manifest(dbt_project),
+    project=dbt_project,
+    dagster_dbt_translator=PlumblineDbtTranslator(),
+)
+def plumbline_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource,
+                  plumbline: PlumblineSettings):
+    """`dbt build`: seeds (the rule tables), models and their tests, as of PLUMBLINE_AS_OF."""
+    settings = plumbline.settings()
+    dbt_vars = {"as_of": settings.as_of.isoformat()}
+    yield from dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context).stream()
