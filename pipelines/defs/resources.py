@@ -30,4 +30,6 @@ class PlumblineSettings(dg.ConfigurableResource):
         s = load_settings()
         # dbt's profiles.yml reads the same variable: make it absolute for the dbt subprocess
         os.environ["PLUMBLINE_DATA_DIR"] = str(s.data_dir)
+        # each dbt invocation's artifacts go to the data dir, not into the repository
+        os.environ["DBT_TARGET_PATH"] = str(s.data_dir / "dbt_runs")
         return s

@@ -27,10 +27,19 @@ def dbt_resource() -> DbtCliResource:
     return DbtCliResource(project_dir=dbt_project, dbt_executable=executable)
 
 
-def ensure_manifest(project: DbtProject) -> Path:
-    """Parse the dbt project when its manifest is missing, so that loading the definitions
-    (tests, the CLI, `dagster dev`) never needs a manual `dbt parse` first."""
+def _manifest_is_stale(project: DbtProject) -> bool:
     if not project.manifest_path.exists():
+        return True
+    built = project.manifest_path.stat().st_mtime
+    sources = [*(DBT_DIR / d for d in ("models", "macros", "tests")), REPO_ROOT / "seeds"]
+    files = [DBT_DIR / "dbt_project.yml", *(f for d in sources for f in d.rglob("*"))]
+    return any(f.is_file() and f.stat().st_mtime > built for f in files)
+
+
+def ensure_manifest(project: DbtProject) -> Path:
+    """Parse the dbt project when its manifest is missing or older than its files, so that
+    loading the definitions (tests, the CLI, `dagster dev`) never needs a manual `dbt parse`."""
+    if _manifest_is_stale(project):
         dbt_resource().cli(["parse", "--quiet"], target_path=project.target_path).wait()
     return project.manifest_path
 
