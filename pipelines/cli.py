@@ -11,6 +11,7 @@ DATA_DIR/dagster_home unless DAGSTER_HOME says otherwise, so `make ui` shows the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -55,8 +56,16 @@ def run_pipeline(settings: Settings) -> bool:
     from pipelines.definitions import defs
 
     job = defs.resolve_implicit_global_asset_job_def()
-    with DagsterInstance.get() as instance:
-        result = job.execute_in_process(instance=instance, raise_on_error=False)
+    log_dir = settings.data_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_file = log_dir / f"run-{date.today():%Y%m%d}-{os.getpid()}.log"
+    print(f"Running the asset graph (step output in {log_file}) ...", flush=True)
+    with DagsterInstance.get() as instance, open(log_file, "w") as log, \
+            contextlib.redirect_stdout(log):
+        result = job.execute_in_process(
+            instance=instance, raise_on_error=False,
+            # the summary below is what a person reads; step logs stay in the UI's run view
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
     if not result.success:
         for event in result.all_events:
             if event.is_step_failure and event.step_failure_data:

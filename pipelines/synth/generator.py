@@ -463,7 +463,7 @@ class City:
         self.expect("CORRECTED", k, conf, "health", "", "NONE", "corrected to 3.1")
 
         (y,) = self.planted_family("NOT_YET_DUE", 720)
-        self.add_test(y, ago(5), "V", "25.0")
+        self.add_test(y, ago(5), "V", "25.0", reported=ago(3))
         self.expect("NOT_YET_DUE", y, env, "housing", "", "NONE", "due in 9 days")
 
         (g,) = self.planted_family("TOO_OLD", 6 * 365 + 200)

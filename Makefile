@@ -1,0 +1,40 @@
+# Two commands on a fresh clone: `make demo` and `make test`. Nothing else by hand.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+export PLUMBLINE_DATA_DIR ?= $(CURDIR)/data
+
+.PHONY: install demo run test ui lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## generate a small synthetic city into data/ and run the whole pipeline on it
+demo: $(STAMP)
+	$(BIN)/plumbline demo
+
+## run the pipeline on PLUMBLINE_LANDING (a real drop folder)
+run: $(STAMP)
+	$(BIN)/plumbline run
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+## the Dagster UI over the same stores (http://127.0.0.1:3000)
+ui: $(STAMP)
+	mkdir -p $(PLUMBLINE_DATA_DIR)/dagster_home && touch $(PLUMBLINE_DATA_DIR)/dagster_home/dagster.yaml
+	PLUMBLINE_LANDING=$${PLUMBLINE_LANDING:-$(PLUMBLINE_DATA_DIR)/demo_city/landing} \
+	DAGSTER_HOME=$(PLUMBLINE_DATA_DIR)/dagster_home \
+	  $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+lint: $(STAMP)
+	$(BIN)/ruff check pipelines linkage expectations tests
+
+clean:
+	rm -rf data dbt_project/target dbt_project/logs

@@ -1,0 +1,39 @@
+import pytest
+
+from linkage.standardise import address_key, first_name_aliases, std_last_name, std_sex, std_zip
+
+
+@pytest.mark.parametrize("typed", [
+    "123 North Oak Street, Apt. 3", "123 N OAK ST #3", "123 n oak st apt 3", "123 N Oak St. Unit 3",
+    "123 North Oak St # 3",
+])
+def test_one_dwelling_however_it_is_typed(typed: str) -> None:
+    assert address_key(typed) == "123 N OAK ST #3"
+
+
+def test_unit_from_its_own_field_matches_unit_in_the_street_line() -> None:
+    assert address_key("123 N Oak St", "Apt 3") == address_key("123 North Oak Street #3")
+
+
+def test_another_unit_in_the_same_building_is_another_dwelling() -> None:
+    assert address_key("12 Oak St", "1") != address_key("12 Oak St Apt 3")
+
+
+def test_street_named_after_a_direction_is_kept() -> None:
+    assert address_key("45 West Street") == "45 WEST ST"
+
+
+def test_nicknames_relate_directly_but_do_not_chain() -> None:
+    assert "WILLIAM" in first_name_aliases("Bill")
+    assert "ROBERT" not in first_name_aliases("William")
+
+
+def test_hyphenated_and_accented_surnames_fold() -> None:
+    assert std_last_name("Garcia-Lopez") == std_last_name("GARCIA LOPEZ") == "GARCIALOPEZ"
+    assert std_last_name("Peña") == "PENA"
+
+
+def test_sex_vocabularies_and_zip_plus_four() -> None:
+    assert [std_sex(v) for v in ("M", "Male", "boy", "girl", "U", "Nonbinary", "")] == [
+        "M", "M", "M", "F", None, None, None]
+    assert std_zip("21201-1234") == "21201"
