@@ -17,67 +17,99 @@ from pipelines import parsing as p
 
 Parser = Callable[[str, date], Any]  # (text, latest plausible date) -> value
 
-
-def _text(t: str, _: date) -> str | None:
-    t = t.strip()
-    return t or None
-
-
-def _code(allowed: set[str], required: bool = True) -> Parser:
-    codes = frozenset(allowed)
-    return lambda t, _: p.parse_code(t, codes, required=required)
-
-
-def _id(t: str, _: date) -> str:
-    return p.required_id(t)
-
-
-def _past(fn: Callable[..., date | None]) -> Parser:
-    return lambda t, today: fn(t, not_after=today)
-
-
-def _any(fn: Callable[..., date | None]) -> Parser:
-    return lambda t, _: fn(t)
+DATE_FORMATS = {"us": ("%m/%d/%Y", "MM/DD/YYYY"), "iso": ("%Y-%m-%d", "YYYY-MM-DD"),
+                "compact": ("%Y%m%d", "YYYYMMDD")}
 
 
 @dataclass(frozen=True)
 class Field:
+    """One contract column, declared once: the parser and the GX expectations derive from it.
+
+    kind: text | id | code | date | bool | result | percent | amount
+    fmt: for dates, a key of DATE_FORMATS, or "provider" (ISO or MM/DD/YYYY, by provider)
+    """
+
     column: str
-    parse: Parser
-    sql_type: str = "VARCHAR"
+    kind: str = "text"
+    required: bool = False
+    codes: frozenset[str] | None = None
+    fmt: str | None = None
+    past_only: bool = True  # dates: not after the delivery's date
     pii: bool = False  # names, birth dates, street lines, partner ids: vault only
+
+    @property
+    def sql_type(self) -> str:
+        return {"date": "DATE", "bool": "BOOLEAN", "percent": "DOUBLE", "amount": "DOUBLE"}.get(
+            self.kind, "VARCHAR")
+
+    def parse(self, text: str, today: date) -> Any:
+        t = text.strip()
+        if not t:
+            if self.required:
+                raise p.BadValue("is missing; every row needs its id" if self.kind == "id"
+                                 else "is blank; a value is required")
+            return None
+        limit = today if self.past_only else None
+        match self.kind:
+            case "id" | "text":
+                return t
+            case "code":
+                assert self.codes is not None
+                return p.parse_code(t, self.codes)
+            case "date":
+                if self.fmt == "provider":
+                    return p.parse_provider_date(t, limit)
+                fmt, label = DATE_FORMATS[self.fmt or "iso"]
+                return p._date(t, fmt, label, not_after=limit)
+            case "bool":
+                return p.parse_bool(t)
+            case "result":
+                return p.parse_result(t), t
+            case "percent":
+                return p.parse_percent(t)
+            case "amount":
+                return p.parse_amount(t)
+        raise ValueError(f"unknown field kind {self.kind}")
+
+
+def _id(column: str, pii: bool = False) -> Field:
+    return Field(column, "id", required=True, pii=pii)
+
+
+def _code(column: str, codes: set[str], required: bool = False) -> Field:
+    return Field(column, "code", required=required, codes=frozenset(codes))
+
+
+def _date(column: str, fmt: str, required: bool = False, past_only: bool = True,
+          pii: bool = False) -> Field:
+    return Field(column, "date", required=required, fmt=fmt, past_only=past_only, pii=pii)
+
+
+def _pii(column: str) -> Field:
+    return Field(column, pii=True)
 
 
 @dataclass(frozen=True)
 class Feed:
     name: str  # vault table raw.<name>, Dagster asset raw_<name>
-    agency: str
+    agency: str  # "*": the agency is the file's sub-folder (feedback)
     folder: str
-    pattern: re.Pattern[str]
+    pattern: re.Pattern[str]  # matched against the path below `folder`
     fields: tuple[Field, ...]
     key: tuple[str, ...]  # columns identifying one record
     semantics: str  # "latest_reported" | "latest_extract" | "snapshot" | "incremental"
-    extra: Callable[[dict[str, Any]], dict[str, Any]] | None = None  # derived columns
 
     @property
     def columns(self) -> list[str]:
         return [f.column for f in self.fields]
 
-    def match(self, file_name: str) -> re.Match[str] | None:
-        return self.pattern.fullmatch(file_name)
+    def match(self, relative_path: str) -> re.Match[str] | None:
+        return self.pattern.fullmatch(relative_path)
 
-
-def _result_columns(row: dict[str, Any]) -> dict[str, Any]:
-    r = row.pop("RESULT")
-    return {"RESULT": r.text, "RESULT_VALUE": r.value, "RESULT_CENSORED": r.censored}
-
-
-class _Result:
-    """Keeps the result's text beside its parse, so the vault holds what the lab sent."""
-
-    def __init__(self, text: str) -> None:
-        parsed = p.parse_result(text)
-        self.text, self.value, self.censored = text.strip(), parsed.value, parsed.censored
+    def agency_of(self, relative_path: str) -> str:
+        if self.agency != "*":
+            return self.agency
+        return relative_path.split("/", 1)[0]
 
 
 SERVICE_CODES = {"LEAD_CASE_MGMT", "HOME_VISIT", "NUTRITION", "DEV_SCREEN",
@@ -88,53 +120,45 @@ HEALTH = Feed(
     name="health__blood_lead", agency="health", folder="health",
     pattern=re.compile(r"blood_lead_(\d{8})\.csv"),
     fields=(
-        Field("TEST_ID", _id),
-        Field("PATIENT_ID", _text, pii=True),
-        Field("PAT_FIRST_NAME", _text, pii=True),
-        Field("PAT_MIDDLE_NAME", _text, pii=True),
-        Field("PAT_LAST_NAME", _text, pii=True),
-        Field("PAT_DOB", _past(p.parse_us_date), "DATE", pii=True),
-        Field("PAT_SEX", _code({"M", "F", "U"}, required=False)),
-        Field("PAT_ADDRESS", _text, pii=True),
-        Field("PAT_CITY", _text),
-        Field("PAT_ZIP", _text),
-        Field("GUARDIAN_NAME", _text, pii=True),
-        Field("MEDICAID_ID", _text, pii=True),
-        Field("SAMPLE_DATE", lambda t, today: _required_date(p.parse_us_date, t, today), "DATE"),
-        Field("SAMPLE_TYPE", _code({"V", "C", "U"})),
-        Field("RESULT", lambda t, _: _Result(t)),
-        Field("UNITS", _code({"ug/dL"})),
-        Field("LOINC", _code({"5671-3", "77307-7", "10368-9"}, required=False)),
-        Field("LAB_NAME", _text),
-        Field("ORDERING_PROVIDER", _text),
-        Field("REPORTED_DATE", lambda t, today: _required_date(p.parse_us_date, t, today), "DATE"),
+        _id("TEST_ID"),
+        _pii("PATIENT_ID"),
+        _pii("PAT_FIRST_NAME"),
+        _pii("PAT_MIDDLE_NAME"),
+        _pii("PAT_LAST_NAME"),
+        _date("PAT_DOB", "us", pii=True),
+        _code("PAT_SEX", {"M", "F", "U"}),
+        _pii("PAT_ADDRESS"),
+        Field("PAT_CITY"),
+        Field("PAT_ZIP"),
+        _pii("GUARDIAN_NAME"),
+        _pii("MEDICAID_ID"),
+        _date("SAMPLE_DATE", "us", required=True),
+        _code("SAMPLE_TYPE", {"V", "C", "U"}, required=True),
+        Field("RESULT", "result", required=True),
+        _code("UNITS", {"ug/dL"}, required=True),
+        _code("LOINC", {"5671-3", "77307-7", "10368-9"}),
+        Field("LAB_NAME"),
+        Field("ORDERING_PROVIDER"),
+        _date("REPORTED_DATE", "us", required=True),
     ),
-    key=("TEST_ID",), semantics="latest_reported", extra=_result_columns,
+    key=("TEST_ID",), semantics="latest_reported",
 )
-
-
-def _required_date(fn: Callable[..., date | None], t: str, today: date) -> date:
-    d = fn(t, not_after=today)
-    if d is None:
-        raise p.BadValue("is blank; a date is required")
-    return d
-
 
 INSPECTIONS = Feed(
     name="housing__inspections", agency="housing", folder="housing",
     pattern=re.compile(r"inspections_(\d{8})\.csv"),
     fields=(
-        Field("inspection_id", _id),
-        Field("parcel_id", _text),
-        Field("address", _text),
-        Field("unit", _text),
-        Field("zip", _text),
-        Field("inspection_date", lambda t, today: _required_date(p.parse_iso_date, t, today), "DATE"),
-        Field("inspection_type", _code({"LEAD_RISK_ASSESSMENT", "ROUTINE", "COMPLAINT"})),
-        Field("trigger", _code({"EBLL_REFERRAL", "COMPLAINT", "ROUTINE", "OTHER"}, required=False)),
-        Field("lead_hazard_found", lambda t, _: p.parse_bool(t), "BOOLEAN"),
-        Field("order_issued_date", _past(p.parse_iso_date), "DATE"),
-        Field("clearance_date", _past(p.parse_iso_date), "DATE"),
+        _id("inspection_id"),
+        Field("parcel_id"),
+        Field("address"),
+        Field("unit"),
+        Field("zip"),
+        _date("inspection_date", "iso", required=True),
+        _code("inspection_type", {"LEAD_RISK_ASSESSMENT", "ROUTINE", "COMPLAINT"}, required=True),
+        _code("trigger", {"EBLL_REFERRAL", "COMPLAINT", "ROUTINE", "OTHER"}),
+        Field("lead_hazard_found", "bool"),
+        _date("order_issued_date", "iso"),
+        _date("clearance_date", "iso"),
     ),
     key=("inspection_id",), semantics="latest_extract",
 )
@@ -143,18 +167,18 @@ RESIDENTS = Feed(
     name="housing__residents", agency="housing", folder="housing",
     pattern=re.compile(r"residents_(\d{8})\.csv"),
     fields=(
-        Field("household_id", _id, pii=True),
-        Field("member_seq", _id),
-        Field("first_name", _text, pii=True),
-        Field("last_name", _text, pii=True),
-        Field("dob", _past(p.parse_iso_date), "DATE", pii=True),
-        Field("relationship", _code({"HEAD", "SPOUSE", "CHILD", "OTHER"}, required=False)),
-        Field("parcel_id", _text),
-        Field("address", _text, pii=True),
-        Field("unit", _text, pii=True),
-        Field("zip", _text),
-        Field("move_in_date", _past(p.parse_iso_date), "DATE"),
-        Field("move_out_date", _any(p.parse_iso_date), "DATE"),
+        _id("household_id", pii=True),
+        _id("member_seq"),
+        _pii("first_name"),
+        _pii("last_name"),
+        _date("dob", "iso", pii=True),
+        _code("relationship", {"HEAD", "SPOUSE", "CHILD", "OTHER"}),
+        Field("parcel_id"),
+        _pii("address"),
+        _pii("unit"),
+        Field("zip"),
+        _date("move_in_date", "iso"),
+        _date("move_out_date", "iso", past_only=False),
     ),
     key=("household_id", "member_seq"), semantics="snapshot",
 )
@@ -163,24 +187,24 @@ ENROLLMENT = Feed(
     name="schools__enrollment", agency="schools", folder="schools",
     pattern=re.compile(r"enrollment_(\d{8})\.csv"),
     fields=(
-        Field("StudentID", _id, pii=True),
-        Field("FirstName", _text, pii=True),
-        Field("MiddleName", _text, pii=True),
-        Field("LastName", _text, pii=True),
-        Field("BirthDate", _past(p.parse_compact_date), "DATE", pii=True),
-        Field("Gender", _code({"Male", "Female", "Nonbinary"}, required=False)),
-        Field("HomeAddress", _text, pii=True),
-        Field("City", _text),
-        Field("Zip", _text),
-        Field("SchoolCode", _text),
-        Field("SchoolName", _text),
-        Field("GradeLevel", _code(GRADES, required=False)),
-        Field("EntryDate", _past(p.parse_compact_date), "DATE"),
-        Field("ExitDate", _any(p.parse_compact_date), "DATE"),
-        Field("IEP", _code({"Y", "N"}, required=False)),
-        Field("Section504", _code({"Y", "N"}, required=False)),
-        Field("AttendanceRate", lambda t, _: p.parse_percent(t), "DOUBLE"),
-        Field("GuardianName", _text, pii=True),
+        _id("StudentID", pii=True),
+        _pii("FirstName"),
+        _pii("MiddleName"),
+        _pii("LastName"),
+        _date("BirthDate", "compact", pii=True),
+        _code("Gender", {"Male", "Female", "Nonbinary"}),
+        _pii("HomeAddress"),
+        Field("City"),
+        Field("Zip"),
+        Field("SchoolCode"),
+        Field("SchoolName"),
+        _code("GradeLevel", GRADES),
+        _date("EntryDate", "compact"),
+        _date("ExitDate", "compact", past_only=False),
+        _code("IEP", {"Y", "N"}),
+        _code("Section504", {"Y", "N"}),
+        Field("AttendanceRate", "percent"),
+        _pii("GuardianName"),
     ),
     key=("StudentID",), semantics="snapshot",
 )
@@ -189,20 +213,20 @@ SERVICES = Feed(
     name="providers__services", agency="providers", folder="providers",
     pattern=re.compile(r"services_([A-Z0-9]+)_(\d{8})\.csv"),
     fields=(
-        Field("record_id", _id),
-        Field("provider_code", _id),
-        Field("contract_id", _text),
-        Field("client_id", _text, pii=True),
-        Field("client_first_name", _text, pii=True),
-        Field("client_last_name", _text, pii=True),
-        Field("client_dob", _past(p.parse_provider_date), "DATE", pii=True),
-        Field("client_gender", _text),
-        Field("client_address", _text, pii=True),
-        Field("client_zip", _text),
-        Field("service_code", _code(SERVICE_CODES)),
-        Field("service_date", lambda t, today: _required_date(p.parse_provider_date, t, today), "DATE"),
-        Field("referral_source", _text),
-        Field("outcome_code", _code({"COMPLETED", "IN_PROGRESS", "NO_SHOW", "DECLINED"})),
+        _id("record_id"),
+        _id("provider_code"),
+        Field("contract_id"),
+        _pii("client_id"),
+        _pii("client_first_name"),
+        _pii("client_last_name"),
+        _date("client_dob", "provider", pii=True),
+        Field("client_gender"),
+        _pii("client_address"),
+        Field("client_zip"),
+        _code("service_code", SERVICE_CODES, required=True),
+        _date("service_date", "provider", required=True),
+        Field("referral_source"),
+        _code("outcome_code", {"COMPLETED", "IN_PROGRESS", "NO_SHOW", "DECLINED"}, required=True),
     ),
     key=("provider_code", "record_id"), semantics="incremental",
 )
@@ -211,35 +235,61 @@ CONTRACTS = Feed(
     name="providers__contracts", agency="providers", folder="providers",
     pattern=re.compile(r"contracts_(\d{8})\.csv"),
     fields=(
-        Field("contract_id", _id),
-        Field("provider_code", _id),
-        Field("provider_name", _text),
-        Field("service_codes", _text),
-        Field("start_date", _any(p.parse_iso_date), "DATE"),
-        Field("end_date", _any(p.parse_iso_date), "DATE"),
-        Field("amount_usd", lambda t, _: p.parse_amount(t), "DOUBLE"),
-        Field("target_description", _text),
+        _id("contract_id"),
+        _id("provider_code"),
+        Field("provider_name"),
+        Field("service_codes"),
+        _date("start_date", "iso", past_only=False),
+        _date("end_date", "iso", past_only=False),
+        Field("amount_usd", "amount"),
+        Field("target_description"),
     ),
     key=("contract_id",), semantics="latest_extract",
 )
 
-FEEDS: tuple[Feed, ...] = (HEALTH, INSPECTIONS, RESIDENTS, ENROLLMENT, SERVICES, CONTRACTS)
+FEEDBACK = Feed(
+    name="feedback__alert_feedback", agency="*", folder="feedback",
+    pattern=re.compile(r"(health|housing|schools|providers)/alert_feedback_(\d{8})\.csv"),
+    fields=(
+        _id("alert_id"),
+        _code("status", {"RESOLVED", "IN_PROGRESS", "UNABLE_TO_CONTACT", "NOT_APPLICABLE",
+                         "WRONG_PERSON"}, required=True),
+        Field("note", pii=True),  # free text may name people
+        Field("recorded_by"),
+        Field("recorded_at"),
+    ),
+    key=("alert_id", "recorded_at"), semantics="incremental",
+)
+
+FEEDS: tuple[Feed, ...] = (HEALTH, INSPECTIONS, RESIDENTS, ENROLLMENT, SERVICES, CONTRACTS,
+                           FEEDBACK)
 FEEDS_BY_NAME = {f.name: f for f in FEEDS}
 
-# Column types of a feed's vault table, extras included.
-EXTRA_TYPES = {"RESULT_VALUE": "DOUBLE", "RESULT_CENSORED": "BOOLEAN"}
 
 
 def vault_columns(feed: Feed) -> list[tuple[str, str]]:
-    cols = [(f.column, f.sql_type) for f in feed.fields]
-    if feed is HEALTH:
-        cols += [(c, t) for c, t in EXTRA_TYPES.items()]
+    """The feed's vault table columns: each field, and a parsed result's value and censoring."""
+    cols: list[tuple[str, str]] = []
+    for f in feed.fields:
+        cols.append((f.column, f.sql_type))
+        if f.kind == "result":
+            cols += [(f"{f.column}_VALUE", "DOUBLE"), (f"{f.column}_CENSORED", "BOOLEAN")]
     return cols
 
 
-def feed_for(agency_folder: str, file_name: str) -> Feed | None:
+def typed_row(feed: Feed, parsed: dict[str, Any]) -> dict[str, Any]:
+    """Flatten parsed values into vault columns (a result keeps its text beside its value)."""
+    row = dict(parsed)
+    for f in feed.fields:
+        if f.kind == "result" and row.get(f.column) is not None:
+            r, text = row[f.column]
+            row[f.column], row[f"{f.column}_VALUE"], row[f"{f.column}_CENSORED"] = (
+                text, r.value, r.censored)
+    return row
+
+
+def feed_for(folder: str, relative_path: str) -> Feed | None:
     for f in FEEDS:
-        if f.folder == agency_folder and f.match(file_name):
+        if f.folder == folder and f.match(relative_path):
             return f
     return None
-

@@ -23,8 +23,9 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from pipelines.feeds import FEEDS, Feed, vault_columns
+from pipelines.feeds import FEEDS, Feed, typed_row, vault_columns
 from pipelines.parsing import BadValue
+from expectations.suites import validate
 from pipelines.stores import Settings, connect
 
 csv.field_size_limit(10 * 1024 * 1024)
@@ -46,6 +47,7 @@ class Rejection:
 class Delivery:
     feed: Feed
     path: Path
+    relative: str  # below the landing root, e.g. health/blood_lead_20260305.csv
     sha256: str
     size: int
     extract_date: date | None
@@ -56,6 +58,10 @@ class Delivery:
     rows: list[dict[str, Any]] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     duplicate_of: str = ""
+
+    @property
+    def agency(self) -> str:
+        return self.feed.agency_of(self.relative.split("/", 1)[1])
 
     @property
     def delivery_id(self) -> str:
@@ -120,6 +126,7 @@ def parse_delivery(delivery: Delivery, data: bytes, today: date) -> None:
         raise UnreadableDelivery(
             f"the last line ({records[-1][0]}) has {len(records[-1][1])} of {len(header)} "
             "fields and no line ending: the upload looks cut short")
+    well_formed: list[tuple[int, list[str]]] = []
     for line, values in records:
         if not any(v.strip() for v in values):
             continue  # a blank line is not a row
@@ -129,23 +136,29 @@ def parse_delivery(delivery: Delivery, data: bytes, today: date) -> None:
                 line, "(row)", f"has {len(values)} fields where the header has {len(header)}",
                 _raw(values)))
             continue
+        well_formed.append((line, values))
+    text = pd.DataFrame([[v[index[c]] for c in feed.columns] for _, v in well_formed],
+                        columns=feed.columns, dtype="object")
+    failures = validate(feed, text, today)  # the feed's Great Expectations suite
+    for i, (line, values) in enumerate(well_formed):
+        errors = [Rejection(line, f, reason, _raw(values)) for f, reason in failures.get(i, [])]
+        flagged = {r.field for r in errors}
         row: dict[str, Any] = {}
-        errors: list[Rejection] = []
         for f in feed.fields:
             try:
                 row[f.column] = f.parse(values[index[f.column]], today)
             except BadValue as exc:
-                errors.append(Rejection(line, f.column, f"{f.column} {exc}", _raw(values, header)))
+                if f.column not in flagged:  # the parser's stricter checks, beyond the suite
+                    errors.append(Rejection(line, f.column, f"{f.column} {exc}", _raw(values)))
         if errors:
             delivery.rejections.extend(errors)
             continue
-        if feed.extra:
-            row.update(feed.extra(row))
+        row = typed_row(feed, row)
         row["_line"] = line
         delivery.rows.append(row)
 
 
-def _raw(values: list[str], header: list[str] | None = None) -> str:
+def _raw(values: list[str]) -> str:
     buf = io.StringIO()
     csv.writer(buf, lineterminator="").writerow(values)
     return buf.getvalue()
@@ -157,7 +170,8 @@ LEDGER_DDL = """
 create schema if not exists ingest;
 create schema if not exists raw;
 create table if not exists ingest.deliveries (
-    delivery_id varchar, agency varchar, feed varchar, file_name varchar, sha256 varchar,
+    delivery_id varchar, agency varchar, feed varchar, path varchar, file_name varchar,
+    sha256 varchar,
     size_bytes bigint, extract_date date, received_at timestamp, encoding varchar,
     status varchar, reason varchar, duplicate_of varchar,
     rows_read integer, rows_accepted integer, rows_rejected integer
@@ -178,17 +192,19 @@ def ensure_vault(con: duckdb.DuckDBPyConnection) -> None:
             f"_extract_date date, {cols})")
 
 
-def pending_files(settings: Settings, feed: Feed) -> list[Path]:
+def pending_files(landing: Path, feed: Feed) -> list[Path]:
     """The feed's complete files in landing, oldest extract first (`.part` is never read)."""
-    folder = settings.landing / feed.folder
+    folder = landing / feed.folder
     if not folder.is_dir():
         return []
-    files = [p for p in folder.iterdir() if p.is_file() and feed.match(p.name)]
-    return sorted(files, key=lambda p: (extract_date_of(feed, p.name) or date.min, p.name))
+    files = [p for p in folder.rglob("*")
+             if p.is_file() and feed.match(p.relative_to(folder).as_posix())]
+    return sorted(files, key=lambda p: (extract_date_of(feed, p.relative_to(folder).as_posix())
+                                        or date.min, p.name))
 
 
-def extract_date_of(feed: Feed, file_name: str) -> date | None:
-    m = feed.match(file_name)
+def extract_date_of(feed: Feed, relative_path: str) -> date | None:
+    m = feed.match(relative_path)
     if not m:
         return None
     try:
@@ -197,23 +213,34 @@ def extract_date_of(feed: Feed, file_name: str) -> date | None:
         return None
 
 
-def ingest_feed(settings: Settings, feed: Feed) -> list[Delivery]:
-    """Read every new file of one feed into the vault, and write a receipt for each."""
+def ingest_feed(settings: Settings, feed: Feed, only: list[str] | None = None) -> list[Delivery]:
+    """Read every new file of one feed into the vault, and write a receipt for each.
+
+    `only` limits the run to some files (paths relative to the landing root), as the landing
+    sensor asks: one run per delivery.
+    """
     done: list[Delivery] = []
+    files = pending_files(settings.landing, feed)
+    if only is not None:
+        wanted = set(only)
+        files = [p for p in files if p.relative_to(settings.landing).as_posix() in wanted]
     with connect(settings.vault_path) as con:
         ensure_vault(con)
-        for path in pending_files(settings, feed):
+        for path in files:
+            relative = path.relative_to(settings.landing).as_posix()
             data = path.read_bytes()
             sha = hashlib.sha256(data).hexdigest()
             seen = con.execute(
-                "select file_name from ingest.deliveries where sha256 = ? order by received_at",
+                "select path from ingest.deliveries where sha256 = ? order by received_at",
                 [sha]).fetchall()
-            if any(name == path.name for (name,) in seen):
+            if any(p == relative for (p,) in seen):
                 continue  # this very file was read before: nothing to do
-            d = Delivery(feed, path, sha, len(data), extract_date_of(feed, path.name))
+            below = relative.split("/", 1)[1]
+            d = Delivery(feed, path, relative, sha, len(data), extract_date_of(feed, below))
             if seen:
-                d.status, d.duplicate_of = "DUPLICATE", seen[0][0]
-                d.reason = f"the same bytes were delivered before as {seen[0][0]}; nothing changed"
+                d.status, d.duplicate_of = "DUPLICATE", seen[0][0].rsplit("/", 1)[-1]
+                d.reason = (f"the same bytes were delivered before as {d.duplicate_of}; "
+                            "nothing changed")
             else:
                 today = max(date.today(), d.extract_date or date.min)
                 try:
@@ -228,7 +255,7 @@ def ingest_feed(settings: Settings, feed: Feed) -> list[Delivery]:
 
 
 def _quarantine_file(settings: Settings, d: Delivery, data: bytes) -> None:
-    target = settings.quarantine / d.feed.agency / f"{d.delivery_id}_{d.path.name}"
+    target = settings.quarantine / d.agency / f"{d.delivery_id}_{d.path.name}"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(data)
 
@@ -253,8 +280,9 @@ def _record(con: duckdb.DuckDBPyConnection, d: Delivery) -> None:
                 [[d.delivery_id, d.path.name, r.line, r.field, r.reason, r.raw]
                  for r in d.rejections])
         con.execute(
-            "insert into ingest.deliveries values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [d.delivery_id, d.feed.agency, d.feed.name, d.path.name, d.sha256, d.size,
+            "insert into ingest.deliveries values "
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [d.delivery_id, d.agency, d.feed.name, d.relative, d.path.name, d.sha256, d.size,
              d.extract_date, now, d.encoding, d.status, d.reason, d.duplicate_of,
              d.rows_read, len(d.rows), d.rows_rejected])
         con.execute("commit")
@@ -269,7 +297,7 @@ def _record(con: duckdb.DuckDBPyConnection, d: Delivery) -> None:
 def receipt_payload(d: Delivery) -> dict[str, Any]:
     return {
         "receipt_for": d.path.name,
-        "agency": d.feed.agency,
+        "agency": d.agency,
         "feed": d.feed.name,
         "sha256": d.sha256,
         "size_bytes": d.size,
@@ -292,13 +320,13 @@ def write_receipt(settings: Settings, d: Delivery) -> Path:
     Rejections name the line, field and reason; they never quote values, so a receipt carries
     nothing beyond the partner's own row position.
     """
-    folder = settings.outbox / d.feed.agency / "receipts"
+    folder = settings.outbox / d.agency / "receipts"
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"{Path(d.path.name).stem}.{d.sha256[:8]}.receipt"
     payload = receipt_payload(d)
     (folder / f"{stem}.json").write_text(json.dumps(payload, indent=2), encoding="utf-8")
     lines = [
-        f"Receipt for {d.path.name} ({d.feed.agency})",
+        f"Receipt for {d.path.name} ({d.agency})",
         f"Status: {d.status}" + (f": {d.reason}" if d.reason else ""),
         f"Rows read: {d.rows_read}   accepted: {len(d.rows)}   rejected: {d.rows_rejected}",
     ]

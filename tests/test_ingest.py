@@ -138,3 +138,27 @@ def test_corrected_resend_keeps_both_versions(settings: Settings) -> None:
     ingest_feed(settings, HEALTH)
     assert vault_rows(settings, "select result_value from raw.health__blood_lead "
                                 "order by reported_date") == [(4.1,), (3.1,)]
+
+
+def test_gx_suite_names_each_failing_row_and_field() -> None:
+    import pandas as pd
+
+    from expectations.suites import validate
+
+    rows = [GOOD, dict(GOOD, SAMPLE_DATE="02/30/2026"), dict(GOOD, RESULT="high"),
+            dict(GOOD, TEST_ID=""), dict(GOOD, REPORTED_DATE="01/01/2099"),
+            dict(GOOD, SAMPLE_TYPE="X")]
+    failures = validate(HEALTH, pd.DataFrame(rows, columns=HEADER, dtype="object"),
+                        date(2026, 6, 30))
+    assert {i: sorted(f for f, _ in v) for i, v in failures.items()} == {
+        1: ["SAMPLE_DATE"], 2: ["RESULT"], 3: ["TEST_ID"], 4: ["REPORTED_DATE"],
+        5: ["SAMPLE_TYPE"]}
+    assert "future" in failures[4][0][1]
+
+
+def test_committed_suite_json_matches_the_code(tmp_path: Path) -> None:
+    from expectations.suites import SUITES_DIR, export_suites
+
+    for fresh in export_suites(tmp_path):
+        committed = SUITES_DIR / fresh.name
+        assert committed.read_text() == fresh.read_text(), f"re-export {fresh.name}"
