@@ -28,7 +28,9 @@ test: $(STAMP)
 
 ## the Dagster UI over the same stores (http://127.0.0.1:3000)
 ui: $(STAMP)
-	mkdir -p $(PLUMBLINE_DATA_DIR)/dagster_home && touch $(PLUMBLINE_DATA_DIR)/dagster_home/dagster.yaml
+	mkdir -p $(PLUMBLINE_DATA_DIR)/dagster_home
+	test -f $(PLUMBLINE_DATA_DIR)/dagster_home/dagster.yaml || \
+	  cp pipelines/dagster_instance.yaml $(PLUMBLINE_DATA_DIR)/dagster_home/dagster.yaml
 	PLUMBLINE_LANDING=$${PLUMBLINE_LANDING:-$(PLUMBLINE_DATA_DIR)/demo_city/landing} \
 	DAGSTER_HOME=$(PLUMBLINE_DATA_DIR)/dagster_home \
 	  $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000

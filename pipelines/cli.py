@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import logging
 import os
+import shutil
 import sys
 from datetime import date
 from pathlib import Path
@@ -42,14 +43,21 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def prepare_dagster_home(home: Path) -> None:
+    """The instance config that queues runs one at a time (DuckDB has one writer per file)."""
+    home.mkdir(parents=True, exist_ok=True)
+    target = home / "dagster.yaml"
+    if not target.exists():
+        shutil.copyfile(Path(__file__).with_name("dagster_instance.yaml"), target)
+
+
 def run_pipeline(settings: Settings) -> bool:
     """Materialize the whole asset graph once, in this process."""
     os.environ["PLUMBLINE_DATA_DIR"] = str(settings.data_dir)
     os.environ["PLUMBLINE_LANDING"] = str(settings.landing)
     os.environ["PLUMBLINE_AS_OF"] = settings.as_of.isoformat()
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(settings.data_dir / "dagster_home")))
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").touch()
+    prepare_dagster_home(Path(os.environ.setdefault(
+        "DAGSTER_HOME", str(settings.data_dir / "dagster_home"))))
 
     from dagster import DagsterInstance
 
@@ -70,6 +78,8 @@ def run_pipeline(settings: Settings) -> bool:
         for event in result.all_events:
             if event.is_step_failure and event.step_failure_data:
                 err = event.step_failure_data.error
+                while err is not None and err.cause is not None:
+                    err = err.cause  # the innermost error says what went wrong in plain words
                 print(f"Step {event.step_key} failed: {err.message.strip() if err else ''}",
                       file=sys.stderr)
     return result.success

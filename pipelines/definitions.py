@@ -6,6 +6,7 @@ import dagster as dg
 
 from pipelines.defs.delivery.assets import alert_lists
 from pipelines.defs.ingest.assets import ingest_assets
+from pipelines.defs.ingest.sensors import landing_sensor
 from pipelines.defs.linkage.assets import person_crosswalk
 from pipelines.defs.resources import PlumblineSettings
 from pipelines.defs.warehouse.assets import (
@@ -16,6 +17,7 @@ from pipelines.defs.warehouse.assets import (
 
 defs = dg.Definitions(
     assets=[*ingest_assets, person_crosswalk, warehouse_sources, plumbline_dbt, alert_lists],
+    sensors=[landing_sensor],
     resources={
         "plumbline": PlumblineSettings(),
         "dbt": dbt_resource(),

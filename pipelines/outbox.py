@@ -24,7 +24,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from pipelines.stores import Settings, connect
+from pipelines.stores import Settings, connect, warehouse_lock
 
 URGENCY = "case band when 'D' then 1 when 'C' then 2 when 'B' then 3 else 4 end, days_overdue desc"
 
@@ -112,7 +112,7 @@ def write_alert_lists(settings: Settings) -> dict[str, int]:
     """Write `outbox/<agency>/alerts_<YYYYMMDD>.csv` for each agency; returns rows per agency."""
     stamp = settings.as_of.strftime("%Y%m%d")
     counts: dict[str, int] = {}
-    with connect(settings.vault_path) as vault:
+    with warehouse_lock(settings.data_dir), connect(settings.vault_path) as vault:
         vault.execute(f"attach '{settings.warehouse_path}' as wh (read_only)")
         try:
             vault.execute(ALERTS)

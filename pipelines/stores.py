@@ -10,6 +10,7 @@ Settings come from the environment (`PLUMBLINE_*`), read in one place.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import secrets
@@ -115,3 +116,23 @@ def connect(path: Path, *, read_only: bool = False, wait_seconds: float = 300.0
         yield con
     finally:
         con.close()
+
+
+@contextmanager
+def warehouse_lock(data_dir: Path) -> Iterator[None]:
+    """Serialise the steps that write the warehouse across processes.
+
+    dbt-duckdb cannot wait for DuckDB's file lock, so two runs (a scheduled one and one by
+    hand) would make the later `dbt build` fail obscurely; this lock makes it wait instead.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with open(data_dir / "warehouse.lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.warning("another Plumbline run is writing the warehouse; waiting for it")
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -10,6 +10,12 @@ from pipelines.feeds import FEEDS, Feed
 from pipelines.ingest import ingest_feed, summarize
 
 
+class IngestConfig(dg.Config):
+    """Which delivery files to read (paths below the landing root); empty means every new one."""
+
+    files: list[str] = []
+
+
 def _feed_asset(feed: Feed) -> dg.AssetsDefinition:
     @dg.asset(
         name=f"raw_{feed.name}",
@@ -23,9 +29,9 @@ def _feed_asset(feed: Feed) -> dg.AssetsDefinition:
             "answered with a receipt in outbox/<agency>/receipts/."
         ),
     )
-    def _asset(context: dg.AssetExecutionContext, plumbline: PlumblineSettings
-               ) -> dg.MaterializeResult:
-        deliveries = ingest_feed(plumbline.settings(), feed)
+    def _asset(context: dg.AssetExecutionContext, config: IngestConfig,
+               plumbline: PlumblineSettings) -> dg.MaterializeResult:
+        deliveries = ingest_feed(plumbline.settings(), feed, only=config.files or None)
         summary = summarize(deliveries)
         reasons = Counter(r.field for d in deliveries for r in d.rejections)
         for d in deliveries:

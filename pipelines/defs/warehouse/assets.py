@@ -12,7 +12,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from pipelines.defs.resources import PlumblineSettings
-from pipelines.stores import REPO_ROOT, connect
+from pipelines.stores import REPO_ROOT, connect, warehouse_lock
 from pipelines.warehouse import SRC_TABLES, build_sources, write_sources
 
 DBT_DIR = REPO_ROOT / "dbt_project"
@@ -58,7 +58,7 @@ def warehouse_sources(context: dg.AssetExecutionContext, plumbline: PlumblineSet
     settings = plumbline.settings()
     with connect(settings.vault_path) as vault:
         tables = build_sources(vault, settings.pseudonym_key)
-    with connect(settings.warehouse_path) as wh:
+    with warehouse_lock(settings.data_dir), connect(settings.warehouse_path) as wh:
         write_sources(wh, tables)
     for name, frame in tables.items():
         yield dg.MaterializeResult(asset_key=["src", name],
@@ -85,4 +85,5 @@ def plumbline_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource,
     """`dbt build`: seeds (the rule tables), models and their tests, as of PLUMBLINE_AS_OF."""
     settings = plumbline.settings()
     dbt_vars = {"as_of": settings.as_of.isoformat()}
-    yield from dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context).stream()
+    with warehouse_lock(settings.data_dir):
+        yield from dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context).stream()
