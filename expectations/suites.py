@@ -20,10 +20,10 @@ import pandas as pd
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # nothing may call out of this machine
 
-import great_expectations as gx  # noqa: E402
-import great_expectations.expectations as gxe  # noqa: E402
+import great_expectations as gx
+import great_expectations.expectations as gxe
 
-from pipelines.feeds import DATE_FORMATS, FEEDS, Feed, Field  # noqa: E402
+from pipelines.feeds import DATE_FORMATS, FEEDS, Feed, Field
 
 for _name in ("great_expectations", "great_expectations.core"):
     logging.getLogger(_name).setLevel(logging.ERROR)

@@ -21,9 +21,9 @@ _splink_log.setLevel(logging.CRITICAL + 1)
 _splink_log.addHandler(logging.NullHandler())
 _splink_log.propagate = False
 
-import splink.comparison_level_library as cll  # noqa: E402
-import splink.comparison_library as cl  # noqa: E402
-from splink import DuckDBAPI, Linker, SettingsCreator, block_on  # noqa: E402
+import splink.comparison_level_library as cll
+import splink.comparison_library as cl
+from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 
 LINK_COLUMNS = ["unique_id", "first_name", "first_aliases", "middle_name", "last_name", "dob",
                 "sex", "address_key", "street_key", "zip", "medicaid_id", "patient_id"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import secrets
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -150,7 +150,7 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path) -> dict[str, in
                .groupby("person_id")
                .agg(birth_date=("dob", _mode), sex=("sex", _mode), records=("unique_id", "size"))
                .reset_index())
-    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    now = datetime.now(UTC).replace(tzinfo=None)
     old_ids, new_ids = set(prior.values()), set(ids.values())
     events = pd.DataFrame(
         [(now, p, "created") for p in sorted(new_ids - old_ids)]
@@ -183,4 +183,4 @@ def _mode(values: pd.Series):
     if v.empty:
         return None
     counts = Counter(v)
-    return sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))[0][0]
+    return min(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))[0]

@@ -14,18 +14,17 @@ import csv
 import hashlib
 import io
 import json
-
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pandas as pd
 
+from expectations.suites import validate
 from pipelines.feeds import FEEDS, Feed, typed_row, vault_columns
 from pipelines.parsing import BadValue
-from expectations.suites import validate
 from pipelines.stores import Settings, connect
 
 csv.field_size_limit(10 * 1024 * 1024)
@@ -261,7 +260,7 @@ def _quarantine_file(settings: Settings, d: Delivery, data: bytes) -> None:
 
 
 def _record(con: duckdb.DuckDBPyConnection, d: Delivery) -> None:
-    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    now = datetime.now(UTC).replace(tzinfo=None)
     con.execute("begin transaction")
     try:
         if d.rows:
@@ -310,7 +309,7 @@ def receipt_payload(d: Delivery) -> dict[str, Any]:
         "rows_rejected": d.rows_rejected,
         "rejected_rows": [
             {"line": r.line, "field": r.field, "reason": r.reason} for r in d.rejections],
-        "received_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "received_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 

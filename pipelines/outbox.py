@@ -18,7 +18,7 @@ identities themselves.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import duckdb
@@ -145,5 +145,5 @@ def _log(vault: duckdb.DuckDBPyConnection, agency: str, path: Path, as_of: date,
         "file_name varchar, as_of date, alert_count integer, alert_ids varchar[])")
     vault.execute(
         "insert into delivery.list_log values (?, ?, ?, ?, ?, ?)",
-        [datetime.now(timezone.utc).replace(tzinfo=None), agency, path.name, as_of,
+        [datetime.now(UTC).replace(tzinfo=None), agency, path.name, as_of,
          len(alert_ids), alert_ids])

@@ -48,7 +48,7 @@ def plumbline_env(data_dir: Path, landing: Path, as_of: date = AS_OF) -> dict[st
 
 
 def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(PLUMBLINE), *args], env=env, capture_output=True, text=True,
+    return subprocess.run([str(PLUMBLINE), *args], env=env, capture_output=True, text=True, check=False,
                           timeout=900)
 
 

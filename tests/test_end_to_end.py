@@ -161,18 +161,34 @@ def test_warehouse_holds_no_identifiable_data(pipeline_run: Run) -> None:
                     f"{schema}.{table}.{col} holds birth dates"
 
 
+def checksums(path) -> dict[str, str]:
+    """One order-independent checksum per table (audit logs that record each run excluded)."""
+    with duckdb.connect(str(path), read_only=True) as con:
+        tables = con.execute(
+            "select table_schema, table_name from information_schema.tables "
+            "where table_type = 'BASE TABLE' and (table_schema, table_name) not in "
+            "(('delivery', 'list_log'), ('linkage', 'person_id_events'))").fetchall()
+        return {f"{s}.{t}": con.execute(
+            f'select count(*) || \':\' || coalesce(bit_xor(hash(x)), 0) from "{s}"."{t}" as x'
+        ).fetchall()[0][0] for s, t in tables}
+
+
 def test_a_second_run_over_the_same_landing_changes_nothing(pipeline_run: Run) -> None:
-    before = vault(pipeline_run, "select * from linkage.person_crosswalk order by all")
-    deliveries = vault(pipeline_run, "select count(*) as n from ingest.deliveries").n[0]
-    alerts_before = warehouse(pipeline_run, "select alert_id, status from marts.lead_alerts "
-                                            "order by all")
-    proc = run_cli("run", env=plumbline_env(pipeline_run.data_dir, pipeline_run.city.landing))
+    data = pipeline_run.data_dir
+    vault_before, warehouse_before = checksums(data / "vault.duckdb"), checksums(
+        data / "warehouse.duckdb")
+    outbox_before = {p: p.read_bytes() for p in (data / "outbox").rglob("*") if p.is_file()}
+    proc = run_cli("run", env=plumbline_env(data, pipeline_run.city.landing))
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert vault(pipeline_run, "select count(*) as n from ingest.deliveries").n[0] == deliveries
-    pd.testing.assert_frame_equal(
-        before, vault(pipeline_run, "select * from linkage.person_crosswalk order by all"))
-    pd.testing.assert_frame_equal(alerts_before, warehouse(
-        pipeline_run, "select alert_id, status from marts.lead_alerts order by all"))
+    assert len(vault_before) > 10 and "linkage.person_crosswalk" in vault_before
+    assert checksums(data / "vault.duckdb") == vault_before
+    assert checksums(data / "warehouse.duckdb") == warehouse_before
+    assert {p: p.read_bytes() for p in (data / "outbox").rglob("*") if p.is_file()} == \
+        outbox_before
+    events = vault(pipeline_run, "select count(*) as n from linkage.person_id_events "
+                                 "where run_at = (select max(run_at) from linkage.person_id_events)")
+    assert events.n[0] in (0, len(vault(pipeline_run, "select distinct person_id "
+                                                       "from linkage.person_crosswalk")))
 
 
 def test_run_without_a_landing_folder_says_so(tmp_path) -> None:

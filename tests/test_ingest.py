@@ -101,10 +101,10 @@ def test_bad_rows_are_quarantined_with_line_field_and_reason(settings: Settings)
 def test_unreadable_delivery_is_rejected_whole_and_kept(settings: Settings, name: str,
                                                         data: bytes, reason: str) -> None:
     drop(settings, "blood_lead_20260305.csv", data)
-    (d,) = ingest_feed(settings, HEALTH)
+    ingest_feed(settings, HEALTH)
     r = receipt(settings, "blood_lead_20260305.csv")
     assert r["status"] == "REJECTED" and reason in r["reason"]
-    assert list((settings.quarantine / "health").iterdir())[0].read_bytes() == data
+    assert next(iter((settings.quarantine / "health").iterdir())).read_bytes() == data
     assert vault_rows(settings, "select count(*) from raw.health__blood_lead") == [(0,)]
 
 
@@ -162,3 +162,24 @@ def test_committed_suite_json_matches_the_code(tmp_path: Path) -> None:
     for fresh in export_suites(tmp_path):
         committed = SUITES_DIR / fresh.name
         assert committed.read_text() == fresh.read_text(), f"re-export {fresh.name}"
+
+
+def test_a_providers_other_date_format_is_accepted(settings: Settings) -> None:
+    from pipelines.feeds import SERVICES
+
+    (settings.landing / "providers").mkdir()
+    row = {"record_id": "1", "provider_code": "FSC", "contract_id": "FSC-1", "client_id": "C1",
+           "client_first_name": "Ana", "client_last_name": "Ruiz", "client_dob": "02/14/2023",
+           "client_gender": "Female", "client_address": "1 Elm St", "client_zip": "21201",
+           "service_code": "HOME_VISIT", "service_date": "03/02/2026", "referral_source": "",
+           "outcome_code": "COMPLETED"}
+    rows = [row, dict(row, record_id="2", service_date="2026-03-03"),
+            dict(row, record_id="3", service_date="2026/03/04"),
+            dict(row, record_id="4", service_date="02/30/2026")]
+    (settings.landing / "providers" / "services_FSC_20260305.csv").write_text(
+        csv_text(rows, header=SERVICES.columns))
+    (d,) = ingest_feed(settings, SERVICES)
+    assert len(d.rows) == 2 and [(r.line, r.field) for r in d.rejections] == [
+        (4, "service_date"), (5, "service_date")]
+    assert vault_rows(settings, "select service_date from raw.providers__services order by 1") \
+        == [(date(2026, 3, 2),), (date(2026, 3, 3),)]

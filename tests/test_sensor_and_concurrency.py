@@ -54,7 +54,7 @@ def test_sensor_run_ingests_only_its_file_and_receipts_a_duplicate(city: City, t
                                                                    monkeypatch) -> None:
     landing = tmp_path / "landing"
     shutil.copytree(city.landing / "health", landing / "health")
-    first = sorted((landing / "health").glob("*.csv"))[0]
+    first = min((landing / "health").glob("*.csv"))
     shutil.copyfile(first, landing / "health" / "blood_lead_20260708.csv")
     for k, v in plumbline_env(tmp_path / "data", landing).items():
         monkeypatch.setenv(k, v)

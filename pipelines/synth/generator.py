@@ -50,8 +50,8 @@ CONTRACT_COLS = ["contract_id", "provider_code", "provider_name", "service_codes
 
 CONTRACTS = [
     ("HHN-2025-014", "HHN", "Harbor Home Health Nurses", "LEAD_CASE_MGMT;HOME_VISIT", 1_450_000,
-     "Every child with a confirmed elevated blood lead level gets nurse case management "
-     "within the local window, and a lower next test within 12 months."),
+     ("Every child with a confirmed elevated blood lead level gets nurse case management "
+      "within the local window, and a lower next test within 12 months.")),
     ("FSC-2025-007", "FSC", "Family Support Collaborative",
      "HOME_VISIT;DEV_SCREEN;HOUSING_NAV;EARLY_INTERVENTION", 820_000,
      "Families of young children get home visits and developmental screening."),
@@ -90,7 +90,7 @@ class Person:
     last: str
     dob: date
     sex: str
-    household: "Household"
+    household: Household
     relationship: str
     medicaid: str | None = None
     patient_id: str | None = None
@@ -398,7 +398,7 @@ class City:
     def plant_cases(self) -> None:
         """Children whose alerts are known in advance: the end-to-end test checks them."""
         A = self.as_of
-        ago = lambda n: A - timedelta(days=n)  # noqa: E731
+        ago = lambda n: A - timedelta(days=n)
         conf, env, cm = ("CONFIRMATORY_TEST_OVERDUE", "ENVIRONMENTAL_INVESTIGATION_OVERDUE",
                          "CASE_MANAGEMENT_OVERDUE")
         # Freddie Gray's pattern: 11 capillary at 12 months, 37 venous at 22 months, nothing done.
@@ -718,7 +718,6 @@ def _bucket(extracts: list[date], day: date) -> date | None:
 
 def generate_city(out: Path, people: int = 1000, seed: int = 1, as_of: date | None = None,
                   mess: str = "normal") -> dict:
-    global _NICKNAMER
     _nicknamer()
     as_of = as_of or date.today()
     city = City(people, seed, as_of, MESS_LEVELS[mess])
@@ -729,7 +728,7 @@ def generate_city(out: Path, people: int = 1000, seed: int = 1, as_of: date | No
     rng = random.Random(seed * 7919 + 1)
     records: list[tuple[str, str, str]] = []
     rejects: list[dict] = []
-    stamp = lambda d: d.strftime("%Y%m%d")  # noqa: E731
+    stamp = lambda d: d.strftime("%Y%m%d")
     E = city.extracts
     mess_on = city.mess > 0
 
