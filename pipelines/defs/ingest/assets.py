@@ -33,7 +33,8 @@ def _feed_asset(feed: Feed) -> dg.AssetsDefinition:
                plumbline: PlumblineSettings) -> dg.MaterializeResult:
         deliveries = ingest_feed(plumbline.settings(), feed, only=config.files or None)
         summary = summarize(deliveries)
-        reasons = Counter(r.field for d in deliveries for r in d.rejections)
+        # reasons name the field and the rule, never a value: safe for metadata
+        reasons = Counter(r.reason for d in deliveries for r in d.rejections)
         for d in deliveries:
             # file names and counts only: never a value from a row
             context.log.info(
@@ -41,7 +42,9 @@ def _feed_asset(feed: Feed) -> dg.AssetsDefinition:
                 f"rejected {d.rows_rejected}" + (f" ({d.reason})" if d.status == "REJECTED" else ""))
         return dg.MaterializeResult(metadata={
             **{k: dg.MetadataValue.int(v) for k, v in summary.items()},
-            "rejected_rows_by_field": dg.MetadataValue.json(dict(reasons)),
+            "rejects_by_reason": dg.MetadataValue.json(dict(reasons.most_common())),
+            "rejected_deliveries": dg.MetadataValue.json(
+                {d.path.name: d.reason for d in deliveries if d.status == "REJECTED"}),
         })
 
     return _asset
