@@ -20,7 +20,7 @@ import pandas as pd
 from linkage.standardise import address_key, std_address, std_zip
 
 SRC_TABLES = ("health_tests", "housing_inspections", "housing_residents", "schools_enrollment",
-              "provider_services", "provider_contracts")
+              "provider_services", "provider_contracts", "alert_feedback")
 
 
 def pseudonym(key: bytes, kind: str, value: str) -> str:
@@ -74,6 +74,15 @@ join linkage.person_crosswalk x
   on x.source = 'providers' and x.record_key = s.provider_code || '-' || s.record_id
 """
 
+# Feedback without its free-text note or the staff id: the warehouse needs only what closes an
+# alert. The agency is the delivery's, not a column a partner could mistype.
+FEEDBACK_SQL = """
+select f.alert_id, d.agency, f.status, try_cast(f.recorded_at as timestamp) as recorded_at,
+       f._extract_date as extract_date
+from raw.feedback__alert_feedback as f
+join ingest.deliveries as d on d.delivery_id = f._delivery_id
+"""
+
 CONTRACTS_SQL = """
 select contract_id, provider_code, provider_name, service_codes, start_date, end_date,
        amount_usd, target_description, _extract_date as extract_date
@@ -118,6 +127,7 @@ def build_sources(vault: duckdb.DuckDBPyConnection, key: bytes) -> dict[str, pd.
     svc["service_key"] = _pseudo(key, "service", svc.pop("record_key"))
 
     contracts = vault.execute(CONTRACTS_SQL).df()
+    feedback = vault.execute(FEEDBACK_SQL).df()
 
     # the re-identification map stays in the vault
     rows = [(kind, pseudonym(key, kind, v), v) for kind, values in record_map for v in values]
@@ -126,7 +136,8 @@ def build_sources(vault: duckdb.DuckDBPyConnection, key: bytes) -> dict[str, pd.
     vault.execute("create or replace table linkage.record_pseudonyms as select * from pmap")
     vault.unregister("pmap")
     return {"health_tests": health, "housing_inspections": insp, "housing_residents": res,
-            "schools_enrollment": enr, "provider_services": svc, "provider_contracts": contracts}
+            "schools_enrollment": enr, "provider_services": svc, "provider_contracts": contracts,
+            "alert_feedback": feedback}
 
 
 def write_sources(warehouse: duckdb.DuckDBPyConnection, tables: dict[str, pd.DataFrame]) -> None:

@@ -1,6 +1,7 @@
 -- One row per confirmed elevated blood lead level (EBLL) of a child: a venous elevated test,
 -- or a second screening-elevated test within the confirmation window after an earlier one.
--- Its confirmation date, band and dwelling are those of the confirming test.
+-- Its confirmation date, band and dwelling are those of the confirming test; the next
+-- confirmation of the same child supersedes it (the rules act on the latest).
 with elevated as (
     select * from {{ ref('int_lead_tests_classified') }}
     where is_child and is_elevated
@@ -24,22 +25,32 @@ second_screen as (
         and later.sample_date <= earlier.sample_date
             + cast({{ lead_parameter('second_screen_confirm_days') }} as integer)
     qualify row_number() over (partition by later.test_key order by earlier.sample_date) = 1
+),
+
+unioned as (
+    select
+        person_id,
+        test_key as confirming_test_key,
+        sample_date as confirmation_date,
+        band,
+        result_value,
+        sample_type_label,
+        address_key,
+        building_key,
+        zip5,
+        confirmed_by
+    from venous
+    union all
+    select
+        person_id, test_key, sample_date, band, result_value, sample_type_label, address_key,
+        building_key, zip5, confirmed_by
+    from second_screen
 )
 
 select
-    person_id,
-    test_key as confirming_test_key,
-    sample_date as confirmation_date,
-    band,
-    result_value,
-    sample_type_label,
-    address_key,
-    building_key,
-    zip5,
-    confirmed_by
-from venous
-union all
-select
-    person_id, test_key, sample_date, band, result_value, sample_type_label, address_key,
-    building_key, zip5, confirmed_by
-from second_screen
+    *,
+    -- the rules act on the latest confirmation: the next one supersedes this episode
+    lead(confirmation_date) over (
+        partition by person_id order by confirmation_date, result_value, confirming_test_key
+    ) as next_confirmation_date
+from unioned

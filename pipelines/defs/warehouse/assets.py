@@ -48,7 +48,7 @@ def ensure_manifest(project: DbtProject) -> Path:
     group_name="warehouse",
     specs=[dg.AssetSpec(["src", name], group_name="warehouse", owners=["team:data-engineering"],
                         deps=["person_crosswalk", "raw_housing__inspections",
-                              "raw_providers__contracts"],
+                              "raw_providers__contracts", "raw_feedback__alert_feedback"],
                         kinds={"duckdb"},
                         description=f"Warehouse table src.{name}: pseudonymous, every version.")
            for name in SRC_TABLES],

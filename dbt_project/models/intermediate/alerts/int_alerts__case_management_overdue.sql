@@ -1,8 +1,8 @@
--- One row per child whose latest confirmed EBLL went without case management (a qualifying
--- service with a qualifying outcome, on or after the confirmation) past the band's window.
--- Rule 3 of lead-followup.md.
+-- One row per confirmed EBLL of a child that went past its band's window without case
+-- management: a qualifying service with a qualifying outcome on or after the confirmation
+-- (rule 3 of lead-followup.md).
 with confirmations as (
-    select * from {{ ref('int_lead_latest_confirmations') }}
+    select * from {{ ref('int_lead_confirmations') }}
 ),
 
 steps as (
@@ -28,11 +28,14 @@ episodes as (
         c.confirmation_date as episode_date,
         c.band,
         w.window_days,
+        w.rule_version,
         c.confirmation_date + w.window_days as due_date,
         c.confirming_test_key as evidence_test_key,
         c.address_key,
+        c.zip5,
         c.result_value,
         c.sample_type_label,
+        c.next_confirmation_date as superseded_on,
         (
             select min(s.service_date) from services as s
             where s.person_id = c.person_id and s.service_date >= c.confirmation_date
@@ -47,6 +50,6 @@ select
     'Confirmed blood lead ' || result_value || ' µg/dL (' || sample_type_label || ') on '
     || episode_date || '; no case management or home visit has started, and band ' || band
     || ' calls for one within ' || window_days || ' days.' as reason_open,
-    'Case management started on ' || step_date || ', after the due date.' as reason_closed
+    'case management started on ' || step_date as reason_step
 from episodes
-where {{ as_of_date() }} > due_date and (step_date is null or step_date > due_date)
+{{ became_overdue() }}

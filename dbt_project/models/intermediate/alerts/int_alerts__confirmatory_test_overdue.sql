@@ -1,16 +1,23 @@
--- One row per child whose latest screening-elevated test went without a venous test past the
--- band's window. Rule 1 of lead-followup.md; the step is any venous test on or after it.
-with latest_screen as (
+-- One row per screening-elevated test of a child that went past its band's window without a
+-- venous test (rule 1 of lead-followup.md). The rule acts on the child's latest such test, so
+-- each row carries the next one (superseded_on): an older episode only ever became an alert if
+-- it was overdue before the next screening test arrived.
+with classified as (
     select * from {{ ref('int_lead_tests_classified') }}
+),
+
+screens as (
+    select
+        *,
+        lead(sample_date) over (
+            partition by person_id order by sample_date, result_value, test_key
+        ) as next_screen_date
+    from classified
     where is_child and is_elevated and is_screening
-    qualify row_number() over (
-        partition by person_id order by sample_date desc, result_value desc, test_key
-    ) = 1
 ),
 
 venous as (
-    select person_id, sample_date from {{ ref('int_lead_tests_classified') }}
-    where sample_type = 'V'
+    select person_id, sample_date from classified where sample_type = 'V'
 ),
 
 windows as (
@@ -23,16 +30,19 @@ episodes as (
         s.sample_date as episode_date,
         s.band,
         w.window_days,
+        w.rule_version,
         s.sample_date + w.window_days as due_date,
         s.test_key as evidence_test_key,
         s.address_key,
+        s.zip5,
         s.result_value,
         s.sample_type_label,
+        s.next_screen_date as superseded_on,
         (
             select min(v.sample_date) from venous as v
             where v.person_id = s.person_id and v.sample_date >= s.sample_date
         ) as step_date
-    from latest_screen as s
+    from screens as s
     inner join windows as w on w.band = s.band
 )
 
@@ -42,6 +52,6 @@ select
     'Screening blood lead ' || result_value || ' µg/dL (' || sample_type_label || ') on '
     || episode_date || ' has had no venous confirmation; band ' || band
     || ' calls for one within ' || window_days || ' days.' as reason_open,
-    'A venous test was recorded on ' || step_date || ', after the due date.' as reason_closed
+    'a venous test was recorded on ' || step_date as reason_step
 from episodes
-where {{ as_of_date() }} > due_date and (step_date is null or step_date > due_date)
+{{ became_overdue() }}

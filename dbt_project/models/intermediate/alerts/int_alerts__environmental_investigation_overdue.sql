@@ -1,8 +1,8 @@
--- One row per child whose latest confirmed EBLL went without a lead risk assessment of the
--- same dwelling (street address and unit) past the band's window. Rule 2 of lead-followup.md;
--- an assessment up to the look-back before the confirmation still counts.
+-- One row per confirmed EBLL of a child that went past its band's window without a lead risk
+-- assessment of the same dwelling (street address and unit, however it was typed), counting
+-- assessments from the look-back before the confirmation (rule 2 of lead-followup.md).
 with confirmations as (
-    select * from {{ ref('int_lead_latest_confirmations') }}
+    select * from {{ ref('int_lead_confirmations') }}
 ),
 
 inspections as (
@@ -31,11 +31,14 @@ episodes as (
         c.confirmation_date as episode_date,
         c.band,
         w.window_days,
+        w.rule_version,
         c.confirmation_date + w.window_days as due_date,
         c.confirming_test_key as evidence_test_key,
         c.address_key,
+        c.zip5,
         c.result_value,
         c.sample_type_label,
+        c.next_confirmation_date as superseded_on,
         (
             select min(q.inspection_date) from qualifying as q
             where q.address_key = c.address_key
@@ -53,7 +56,6 @@ select
     || ' µg/dL (' || sample_type_label || ') on ' || episode_date
     || '; no lead risk assessment of this home is recorded, and band ' || band
     || ' calls for one within ' || window_days || ' days.' as reason_open,
-    'A lead risk assessment of the home was recorded on ' || step_date
-    || ', after the due date.' as reason_closed
+    'a lead risk assessment of the home was recorded on ' || step_date as reason_step
 from episodes
-where {{ as_of_date() }} > due_date and (step_date is null or step_date > due_date)
+{{ became_overdue() }}
