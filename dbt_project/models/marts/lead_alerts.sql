@@ -20,6 +20,7 @@ alerts as (
         r.next_step
     from unioned as u
     inner join {{ ref('alert_rules') }} as r on r.rule_code = u.rule_code
+    where u.became_alert
 ),
 
 feedback as (

@@ -1,6 +1,6 @@
--- One row per confirmed EBLL of a child that went past its band's window without case
--- management: a qualifying service with a qualifying outcome on or after the confirmation
--- (rule 3 of lead-followup.md).
+-- One row per confirmed EBLL of a child: an episode of rule 3 of lead-followup.md. Its step is
+-- a qualifying service with a qualifying outcome on or after the confirmation; became_alert
+-- says whether it went past the band's window without one.
 with confirmations as (
     select * from {{ ref('int_lead_confirmations') }}
 ),
@@ -50,6 +50,8 @@ select
     'Confirmed blood lead ' || result_value || ' µg/dL (' || sample_type_label || ') on '
     || episode_date || '; no case management or home visit has started, and band ' || band
     || ' calls for one within ' || window_days || ' days.' as reason_open,
-    'case management started on ' || step_date as reason_step
+    'case management started on ' || step_date as reason_step,
+    {{ became_alert() }} as became_alert,
+    {{ window_complete() }} as window_complete,
+    coalesce(step_date <= due_date, false) as step_in_time
 from episodes
-{{ became_overdue() }}

@@ -1,7 +1,7 @@
--- One row per screening-elevated test of a child that went past its band's window without a
--- venous test (rule 1 of lead-followup.md). The rule acts on the child's latest such test, so
--- each row carries the next one (superseded_on): an older episode only ever became an alert if
--- it was overdue before the next screening test arrived.
+-- One row per screening-elevated test of a child: an episode of rule 1 of lead-followup.md. Its
+-- step is any venous test on or after it; became_alert says whether it went past the band's
+-- window without one. The rule acts on the child's latest such test, so each row carries the
+-- next one (superseded_on): an older episode only became an alert if it was overdue first.
 with classified as (
     select * from {{ ref('int_lead_tests_classified') }}
 ),
@@ -52,6 +52,8 @@ select
     'Screening blood lead ' || result_value || ' µg/dL (' || sample_type_label || ') on '
     || episode_date || ' has had no venous confirmation; band ' || band
     || ' calls for one within ' || window_days || ' days.' as reason_open,
-    'a venous test was recorded on ' || step_date as reason_step
+    'a venous test was recorded on ' || step_date as reason_step,
+    {{ became_alert() }} as became_alert,
+    {{ window_complete() }} as window_complete,
+    coalesce(step_date <= due_date, false) as step_in_time
 from episodes
-{{ became_overdue() }}

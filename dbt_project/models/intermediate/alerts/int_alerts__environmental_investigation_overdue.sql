@@ -1,6 +1,7 @@
--- One row per confirmed EBLL of a child that went past its band's window without a lead risk
--- assessment of the same dwelling (street address and unit, however it was typed), counting
--- assessments from the look-back before the confirmation (rule 2 of lead-followup.md).
+-- One row per confirmed EBLL of a child: an episode of rule 2 of lead-followup.md. Its step is
+-- a lead risk assessment of the same dwelling (street address and unit, however it was typed),
+-- from the look-back before the confirmation on; became_alert says whether it went past the
+-- band's window without one.
 with confirmations as (
     select * from {{ ref('int_lead_confirmations') }}
 ),
@@ -56,6 +57,8 @@ select
     || ' µg/dL (' || sample_type_label || ') on ' || episode_date
     || '; no lead risk assessment of this home is recorded, and band ' || band
     || ' calls for one within ' || window_days || ' days.' as reason_open,
-    'a lead risk assessment of the home was recorded on ' || step_date as reason_step
+    'a lead risk assessment of the home was recorded on ' || step_date as reason_step,
+    {{ became_alert() }} as became_alert,
+    {{ window_complete() }} as window_complete,
+    coalesce(step_date <= due_date, false) as step_in_time
 from episodes
-{{ became_overdue() }}
