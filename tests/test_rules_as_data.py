@@ -30,7 +30,8 @@ def copy_project(tmp: Path, run: Run) -> tuple[Path, Path]:
 
 
 def dbt(project: Path, data: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PLUMBLINE_DATA_DIR=str(data), DBT_PROFILES_DIR=str(project))
+    env = dict(os.environ, PLUMBLINE_DATA_DIR=str(data), DBT_PROFILES_DIR=str(project),
+               DBT_TARGET_PATH=str(project / "target"))
     return subprocess.run([str(DBT), *args], cwd=project, env=env, capture_output=True,
                           text=True, check=False, timeout=600)
 

@@ -1,0 +1,17 @@
+"""One row per month and band (and all bands, band = ALL): children confirmed and follow-up
+steps due and done in time with their shares, suppressed for publication like every table."""
+
+from pipelines.suppression import publish
+
+PAIRS = [("venous_confirmation_due", "venous_confirmation_in_time"),
+         ("investigation_due", "investigation_in_time"),
+         ("case_management_due", "case_management_in_time")]
+
+
+def model(dbt, session):
+    dbt.config(materialized="table")
+    params = dbt.ref("lead_parameters").df().set_index("parameter")["value"]
+    facts = dbt.ref("int_policy_facts_by_band").df()
+    measures = ["children_confirmed"] + [m for pair in PAIRS for m in pair]
+    return publish(facts, ["month"], "band", measures, PAIRS,
+                   k=int(params["min_published_count"]))

@@ -1,0 +1,19 @@
+"""One row per month and ZIP (and the city, zip5 = ALL): children tested, elevated, confirmed,
+and follow-up steps due and done in time with their shares. Suppressed for publication: no
+count from 1 to 10 can be read or worked out (pipelines/suppression.py)."""
+
+from pipelines.suppression import publish
+
+CHILDREN = ["children_tested", "children_elevated", "children_confirmed"]
+PAIRS = [("venous_confirmation_due", "venous_confirmation_in_time"),
+         ("investigation_due", "investigation_in_time"),
+         ("case_management_due", "case_management_in_time")]
+
+
+def model(dbt, session):
+    dbt.config(materialized="table")
+    params = dbt.ref("lead_parameters").df().set_index("parameter")["value"]
+    facts = dbt.ref("int_policy_facts_by_zip").df()
+    measures = CHILDREN + [m for pair in PAIRS for m in pair]
+    return publish(facts, ["month"], "zip5", measures, PAIRS,
+                   k=int(params["min_published_count"]))
