@@ -74,6 +74,11 @@ def expectations_for(feed: Feed, today: date) -> list[gxe.Expectation]:
                 column=c, regex=RESULT_PATTERN, mostly=1.0,
                 meta=_meta(f, "is not a number, a censored value such as <1.0, or "
                               "'None Detected'")))
+        if f.kind == "timestamp":
+            out.append(gxe.ExpectColumnValuesToMatchRegex(
+                column=c, regex=r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$",
+                mostly=1.0, meta=_meta(f, "is not an ISO date and time such as "
+                                          "2026-03-02T14:05:00")))
         if f.kind == "bool":
             out.append(gxe.ExpectColumnValuesToBeInSet(
                 column=c, value_set=["true", "false", "TRUE", "FALSE", "True", "False"],

@@ -153,8 +153,9 @@ def settings() -> SettingsCreator:
 
 
 def train_and_cluster(records: pd.DataFrame, threshold: float, model_path: Path | None = None,
-                      seed: int = 42) -> tuple[pd.DataFrame, dict]:
-    """Train on `records`, predict pairs and cluster them at `threshold`.
+                      seed: int = 42, cannot: set[frozenset[str]] | None = None
+                      ) -> tuple[pd.DataFrame, dict]:
+    """Train on `records`, predict pairs and cluster them at `threshold`, honouring `cannot`.
 
     Returns (unique_id -> cluster_id, pair statistics). Only identifiers leave this function.
     """
@@ -177,6 +178,7 @@ def train_and_cluster(records: pd.DataFrame, threshold: float, model_path: Path 
     clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
         pairs, threshold_match_probability=threshold)
     out = clusters.as_pandas_dataframe()[["unique_id", "cluster_id"]]
+    split = _honour_cannot_links(con, out, pairs.physical_name, threshold, cannot or set())
     n_pairs = con.execute(
         f"select count(*) from {pairs.physical_name} "
         f"where match_probability >= {float(threshold)}").fetchall()[0][0]
@@ -184,4 +186,25 @@ def train_and_cluster(records: pd.DataFrame, threshold: float, model_path: Path 
         model_path.parent.mkdir(parents=True, exist_ok=True)
         model_path.write_text(json.dumps(linker.misc.save_model_to_json(), indent=1))
     con.close()
-    return out, {"pairs_linked": int(n_pairs)}
+    return out, {"pairs_linked": int(n_pairs), "clusters_split_by_cannot_links": split}
+
+
+def _honour_cannot_links(con: duckdb.DuckDBPyConnection, clusters: pd.DataFrame, pairs: str,
+                         threshold: float, cannot: set[frozenset[str]]) -> int:
+    """Rebuild, in place, each cluster that holds a cannot-link pair; returns how many."""
+    cluster_of = dict(zip(clusters["unique_id"], clusters["cluster_id"], strict=True))
+    broken = {cluster_of[a] for a, b in (tuple(p) for p in cannot)
+              if a in cluster_of and cluster_of.get(b) == cluster_of[a]}
+    for cid in broken:
+        members = clusters.loc[clusters["cluster_id"] == cid, "unique_id"].tolist()
+        con.register("members", pd.DataFrame({"uid": members}))
+        edges = con.execute(
+            f"select unique_id_l, unique_id_r, match_probability from {pairs} "
+            "where match_probability >= ? and unique_id_l in (select uid from members) "
+            "and unique_id_r in (select uid from members)", [threshold]).fetchall()
+        con.unregister("members")
+        groups = constrained_clusters(members, edges, cannot)
+        mask = clusters["cluster_id"] == cid
+        clusters.loc[mask, "cluster_id"] = [f"{cid}~{groups[u]}"
+                                            for u in clusters.loc[mask, "unique_id"]]
+    return len(broken)

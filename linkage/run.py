@@ -22,6 +22,7 @@ import duckdb
 import pandas as pd
 
 from linkage import standardise as S
+from linkage.constraints import record_feedback_cannot_links, stored_cannot_links
 
 SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 
@@ -132,7 +133,10 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path) -> dict[str, in
     raw = con.execute(RECORDS_SQL).df()
     records = standardise_records(raw)
     threshold = linkage_setting("match_probability_threshold")
-    clusters, stats = train_and_cluster(records, threshold, model_dir / "splink_model.json")
+    new_cannot = record_feedback_cannot_links(con)
+    cannot = stored_cannot_links(con)
+    clusters, stats = train_and_cluster(records, threshold, model_dir / "splink_model.json",
+                                        cannot=cannot)
     have_prior = con.execute(
         "select count(*) from information_schema.tables "
         "where table_schema = 'linkage' and table_name = 'person_crosswalk'").fetchall()[0][0]
@@ -175,6 +179,8 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path) -> dict[str, in
     return {"records": len(records), "persons": len(new_ids),
             "new_person_ids": len(new_ids - old_ids), "retired_person_ids": len(old_ids - new_ids),
             "pairs_linked": stats["pairs_linked"],
+            "cannot_links": len(cannot), "new_cannot_links": new_cannot,
+            "clusters_split_by_cannot_links": stats["clusters_split_by_cannot_links"],
             "largest_cluster": int(records.groupby("person_id").size().max()) if len(records) else 0}
 
 

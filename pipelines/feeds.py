@@ -39,7 +39,8 @@ class Field:
 
     @property
     def sql_type(self) -> str:
-        return {"date": "DATE", "bool": "BOOLEAN", "percent": "DOUBLE", "amount": "DOUBLE"}.get(
+        return {"date": "DATE", "bool": "BOOLEAN", "percent": "DOUBLE", "amount": "DOUBLE",
+                "timestamp": "TIMESTAMP"}.get(
             self.kind, "VARCHAR")
 
     def parse(self, text: str, today: date) -> Any:
@@ -69,6 +70,8 @@ class Field:
                 return p.parse_percent(t)
             case "amount":
                 return p.parse_amount(t)
+            case "timestamp":
+                return p.parse_timestamp(t, limit)
         raise ValueError(f"unknown field kind {self.kind}")
 
 
@@ -256,7 +259,7 @@ FEEDBACK = Feed(
                          "WRONG_PERSON"}, required=True),
         Field("note", pii=True),  # free text may name people
         Field("recorded_by"),
-        Field("recorded_at"),
+        Field("recorded_at", "timestamp", required=True),
     ),
     key=("alert_id", "recorded_at"), semantics="incremental",
 )

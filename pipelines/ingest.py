@@ -153,7 +153,7 @@ def parse_delivery(delivery: Delivery, data: bytes, today: date) -> None:
             delivery.rejections.extend(errors)
             continue
         row = typed_row(feed, row)
-        row["_line"] = line
+        row["_line"], row["_raw"] = line, _raw(values)
         delivery.rows.append(row)
 
 
@@ -247,10 +247,34 @@ def ingest_feed(settings: Settings, feed: Feed, only: list[str] | None = None) -
                 except UnreadableDelivery as exc:
                     d.status, d.reason, d.rows = "REJECTED", str(exc), []
                     _quarantine_file(settings, d, data)
+            if feed.name == "feedback__alert_feedback" and d.status == "ACCEPTED":
+                check_feedback_alerts(con, d)
             _record(con, d)
             write_receipt(settings, d)
             done.append(d)
     return done
+
+
+def check_feedback_alerts(con: duckdb.DuckDBPyConnection, d: Delivery) -> None:
+    """A feedback row must answer an alert that was on a list sent to that same agency."""
+    has_items = con.execute(
+        "select count(*) from information_schema.tables "
+        "where table_schema = 'delivery' and table_name = 'list_items'").fetchall()[0][0]
+    sent: dict[str, set[str]] = {}
+    if has_items:
+        for alert_id, agency in con.execute(
+                "select distinct alert_id, agency from delivery.list_items").fetchall():
+            sent.setdefault(alert_id, set()).add(agency)
+    kept = []
+    for row in d.rows:
+        agencies = sent.get(row["alert_id"], set())
+        if d.agency in agencies:
+            kept.append(row)
+            continue
+        reason = ("alert_id is on another agency's list, not yours" if agencies
+                  else "alert_id is not an alert on any list sent to you")
+        d.rejections.append(Rejection(row["_line"], "alert_id", reason, row["_raw"]))
+    d.rows = kept
 
 
 def _quarantine_file(settings: Settings, d: Delivery, data: bytes) -> None:

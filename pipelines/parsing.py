@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 
 class BadValue(ValueError):
@@ -125,3 +125,19 @@ def required_id(text: str) -> str:
     if not t:
         raise BadValue("is missing; every row needs its id")
     return t
+
+
+def parse_timestamp(text: str, not_after: date | None = None) -> datetime | None:
+    """An ISO timestamp (`2026-03-02T14:05:00`, `2026-03-02 14:05`, or a date alone)."""
+    t = text.strip()
+    if not t:
+        return None
+    try:
+        ts = datetime.fromisoformat(t.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadValue("is not an ISO date and time such as 2026-03-02T14:05:00") from None
+    if ts.tzinfo is not None:
+        ts = ts.astimezone(UTC).replace(tzinfo=None)
+    if not_after is not None and ts.date() > not_after:
+        raise BadValue("is in the future")
+    return ts

@@ -37,3 +37,14 @@ def test_sex_vocabularies_and_zip_plus_four() -> None:
     assert [std_sex(v) for v in ("M", "Male", "boy", "girl", "U", "Nonbinary", "")] == [
         "M", "M", "M", "F", None, None, None]
     assert std_zip("21201-1234") == "21201"
+
+
+def test_constrained_clustering_never_joins_a_cannot_link_pair() -> None:
+    from linkage.constraints import constrained_clusters
+
+    # a-b-c chain; a and c must stay apart: the weaker edge (b-c) is the one dropped
+    groups = constrained_clusters(["a", "b", "c", "d"],
+                                  [("a", "b", 0.99), ("b", "c", 0.97), ("c", "d", 0.98)],
+                                  {frozenset(("a", "c"))})
+    assert groups["a"] == groups["b"] and groups["c"] == groups["d"]
+    assert groups["a"] != groups["c"]

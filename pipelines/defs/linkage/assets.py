@@ -8,7 +8,9 @@ from pipelines.defs.resources import PlumblineSettings
 from pipelines.stores import connect
 
 PERSON_FEEDS = ["raw_health__blood_lead", "raw_housing__residents", "raw_schools__enrollment",
-                "raw_providers__services"]
+                "raw_providers__services",
+                # WRONG_PERSON answers become cannot-links
+                "raw_feedback__alert_feedback"]
 
 
 @dg.asset(
