@@ -25,6 +25,8 @@ import splink.comparison_level_library as cll
 import splink.comparison_library as cl
 from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 
+from linkage.constraints import constrained_clusters
+
 LINK_COLUMNS = ["unique_id", "first_name", "first_aliases", "middle_name", "last_name", "dob",
                 "sex", "address_key", "street_key", "zip", "medicaid_id", "patient_id"]
 

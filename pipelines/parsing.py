@@ -133,7 +133,7 @@ def parse_timestamp(text: str, not_after: date | None = None) -> datetime | None
     if not t:
         return None
     try:
-        ts = datetime.fromisoformat(t.replace("Z", "+00:00"))
+        ts = datetime.fromisoformat(t)  # Python 3.11 reads "Z" and offsets itself
     except ValueError:
         raise BadValue("is not an ISO date and time such as 2026-03-02T14:05:00") from None
     if ts.tzinfo is not None:

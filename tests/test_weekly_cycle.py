@@ -1,0 +1,130 @@
+"""Two weekly cycles, as partners and caseworkers live them: deliveries, lists, feedback, new
+deliveries, and what each agency's second list shows."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from pipelines.synth.generator import generate_city
+from tests.conftest import AS_OF, plumbline_env, run_cli
+
+WEEK1 = AS_OF - timedelta(days=7)
+
+
+def extract_date(path: Path) -> str:
+    return re.findall(r"(\d{8})\.csv$", path.name)[0]
+
+
+def copy_deliveries(src: Path, dst: Path, keep) -> None:
+    for f in src.rglob("*.csv"):
+        if keep(f):
+            target = dst / f.relative_to(src)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, target)
+
+
+def lists(data: Path, day) -> dict[str, pd.DataFrame]:
+    return {a: pd.read_csv(data / "outbox" / a / f"alerts_{day:%Y%m%d}.csv", dtype=str)
+            for a in ("health", "housing", "providers")}
+
+
+def feedback(landing: Path, agency: str, rows: list[tuple[str, str]]) -> None:
+    folder = landing / "feedback" / agency
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = ["alert_id,status,note,recorded_by,recorded_at"] + [
+        f"{a},{s},called the family,cw-{agency[:2]}-7,{WEEK1 + timedelta(days=2)}T10:30:00"
+        for a, s in rows]
+    (folder / f"alert_feedback_{AS_OF:%Y%m%d}.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_two_weekly_cycles(tmp_path: Path, monkeypatch) -> None:
+    generate_city(tmp_path / "city", people=1200, seed=21, as_of=AS_OF)
+    source, landing, data = tmp_path / "city" / "landing", tmp_path / "landing", tmp_path / "data"
+    week1 = f"{WEEK1:%Y%m%d}"
+    # week 1: everything extracted up to a week ago, but housing's inspections stop a week early
+    copy_deliveries(source, landing, lambda f: extract_date(f) <= week1
+                    and f.name != f"inspections_{week1}.csv")
+    first = run_cli("run", env=plumbline_env(data, landing, as_of=WEEK1))
+    assert first.returncode == 0, first.stderr[-2000:]
+    one = lists(data, WEEK1)
+    assert all(len(one[a]) >= 2 for a in one), {a: len(v) for a, v in one.items()}
+
+    # caseworkers answer
+    h_resolved, h_unable = one["health"].alert_id[:2]
+    s_na, s_progress = one["housing"].alert_id[:2]
+    own_client = one["providers"][one["providers"].client_id.notna()]
+    assert len(own_client), "a providers alert naming the provider's own client"
+    p_wrong = own_client.alert_id.iloc[0]
+    feedback(landing, "health", [(h_resolved, "RESOLVED"), (h_unable, "UNABLE_TO_CONTACT"),
+                                 (s_na, "RESOLVED"), ("0123456789abcdef", "RESOLVED")])
+    feedback(landing, "housing", [(s_na, "NOT_APPLICABLE"), (s_progress, "IN_PROGRESS")])
+    feedback(landing, "providers", [(p_wrong, "WRONG_PERSON")])
+    with duckdb.connect(str(data / "vault.duckdb"), read_only=True) as con:
+        items = con.execute("select * from delivery.list_items where alert_id = ?",
+                            [p_wrong]).df()
+        test_id = items.evidence_test_id.iloc[0]
+        person = items.person_id.iloc[0]
+        client_records = con.execute(
+            "select record_key from linkage.person_crosswalk where person_id = ? "
+            "and source = 'providers'", [person]).df().record_key.tolist()
+    assert client_records
+
+    # week 2: this week's deliveries arrive, still no inspections (the last is two weeks old)
+    copy_deliveries(source, landing, lambda f: extract_date(f) > week1
+                    and not f.name.startswith("inspections_"))
+    second = run_cli("run", env=plumbline_env(data, landing, as_of=AS_OF))
+    assert second.returncode == 0, second.stderr[-2000:]
+    two = lists(data, AS_OF)
+
+    # health: resolved is gone; unable-to-contact stays, with its attempt
+    assert h_resolved not in set(two["health"].alert_id)
+    row = two["health"][two["health"].alert_id == h_unable]
+    assert len(row) == 1 and row.contact_attempts.iloc[0] == "1"
+    assert row.last_feedback_status.iloc[0] == "UNABLE_TO_CONTACT"
+    # health's answers about another agency's alert and an unknown alert were rejected
+    receipt = json.loads(next((data / "outbox" / "health" / "receipts").glob(
+        "alert_feedback_*.json")).read_text())
+    assert receipt["rows_accepted"] == 2 and receipt["rows_rejected"] == 2
+    assert sorted(r["reason"] for r in receipt["rejected_rows"]) == [
+        "alert_id is not an alert on any list sent to you",
+        "alert_id is on another agency's list, not yours"]
+
+    # housing: not applicable is gone; in progress stays; the list warns inspections are stale
+    assert s_na not in set(two["housing"].alert_id)
+    assert two["housing"][two["housing"].alert_id == s_progress].contact_attempts.iloc[0] == "1"
+    summary = json.loads((data / "outbox" / "housing" / f"alerts_{AS_OF:%Y%m%d}.json").read_text())
+    assert any("housing__inspections is stale" in s for s in summary["stale_feeds"])
+    page = (data / "outbox" / "housing" / f"alerts_{AS_OF:%Y%m%d}.html").read_text()
+    assert page.index("housing__inspections is stale") < page.index("<table>")
+    assert "is stale" not in (data / "outbox" / "health" / f"alerts_{AS_OF:%Y%m%d}.html").read_text()
+
+    # providers: the wrong-person alert is withdrawn and the test no longer links to that client
+    assert p_wrong not in set(two["providers"].alert_id)
+    with duckdb.connect(str(data / "vault.duckdb"), read_only=True) as con:
+        cw = con.execute("select source, record_key, person_id from linkage.person_crosswalk").df()
+    test_person = cw[(cw.source == "health") & (cw.record_key == test_id)].person_id.iloc[0]
+    client_people = set(cw[(cw.source == "providers") & cw.record_key.isin(client_records)]
+                        .person_id)
+    assert test_person not in client_people
+
+    # a weekly cap: the rest are held back and carried to the next list
+    from pipelines.outbox import write_alert_lists
+    from pipelines.stores import load_settings
+
+    for k, v in plumbline_env(data, landing, as_of=AS_OF).items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("PLUMBLINE_WEEKLY_CAPACITY", "health=1")
+    write_alert_lists(load_settings())
+    capped = lists(data, AS_OF)["health"]
+    summary = json.loads((data / "outbox" / "health" / f"alerts_{AS_OF:%Y%m%d}.json").read_text())
+    assert len(capped) == 1 and summary["held_back"] == len(two["health"]) - 1
+    assert capped.alert_id.iloc[0] == two["health"].alert_id.iloc[0]  # the most urgent
+    assert "held back for next week" in (
+        data / "outbox" / "health" / f"alerts_{AS_OF:%Y%m%d}.html").read_text()
