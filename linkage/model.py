@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 # Splink must never echo records: silence it before import-time handlers are attached.
@@ -167,18 +169,8 @@ def settings() -> SettingsCreator:
     )
 
 
-def train_and_cluster(records: pd.DataFrame, threshold: float, model_path: Path | None = None,
-                      seed: int = 42, cannot: set[frozenset[str]] | None = None
-                      ) -> tuple[pd.DataFrame, dict]:
-    """Train on `records`, predict pairs and cluster them at `threshold`, honouring `cannot`.
-
-    Returns (unique_id -> cluster_id, pair statistics). Only identifiers leave this function.
-    """
-    con = duckdb.connect(":memory:")
-    con.execute("SET enable_progress_bar = false")
-    db_api = DuckDBAPI(connection=con)
-    sdf = db_api.register(records[LINK_COLUMNS], table_name="person_records")
-    linker = Linker(sdf, settings(), log_level=None)
+def train(linker: Linker, seed: int = 42) -> None:
+    """Unsupervised training on the records themselves (no labels exist in production)."""
     linker.training.estimate_probability_two_random_records_match(
         [block_on("first_name", "last_name", "dob"), block_on("medicaid_id"),
          block_on("patient_id")], recall=0.7)
@@ -189,19 +181,90 @@ def train_and_cluster(records: pd.DataFrame, threshold: float, model_path: Path 
     linker.training.estimate_parameters_using_expectation_maximisation(block_on("dob"))
     linker.training.estimate_parameters_using_expectation_maximisation(
         block_on("first_name", "last_name"))
+
+
+def needs_training(model_path: Path, n_records: int, retrain: bool) -> bool:
+    """Train when asked, when there is no model yet, or when the data has doubled since.
+
+    Reusing the trained model keeps person_ids stable between weekly runs: retraining every
+    run moves borderline links for no reason in the data (u is estimated from random pairs).
+    """
+    meta = model_path.with_suffix(".meta.json")
+    if retrain or not model_path.exists() or not meta.exists():
+        return True
+    trained_on = json.loads(meta.read_text()).get("records", 0)
+    return n_records >= 2 * max(trained_on, 1)
+
+
+def train_and_cluster(records: pd.DataFrame, threshold: float, model_path: Path,
+                      seed: int = 42, cannot: set[frozenset[str]] | None = None,
+                      retrain: bool = False) -> tuple[pd.DataFrame, dict]:
+    """Predict pairs with the city's model (training it first if needed) and cluster them at
+    `threshold`, honouring `cannot`. Only identifiers leave this function."""
+    con = duckdb.connect(":memory:")
+    con.execute("SET enable_progress_bar = false")
+    db_api = DuckDBAPI(connection=con)
+    sdf = db_api.register(records[LINK_COLUMNS], table_name="person_records")
+    trained = needs_training(model_path, len(records), retrain)
+    if trained:
+        trainer = Linker(sdf, settings(), log_level=None)
+        train(trainer, seed)
+        model_path.parent.mkdir(parents=True, exist_ok=True)
+        model_path.write_text(json.dumps(trainer.misc.save_model_to_json(), indent=1))
+        model_path.with_suffix(".meta.json").write_text(json.dumps(
+            {"records": len(records), "trained_at": datetime.now(UTC).isoformat()}))
+    model = json.loads(model_path.read_text())
+    # the comparison levels of each pair are the evidence of why records are one person
+    model["retain_intermediate_calculation_columns"] = True
+    linker = Linker(sdf, model, log_level=None)
     pairs = linker.inference.predict(threshold_match_probability=min(0.5, threshold))
     clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
         pairs, threshold_match_probability=threshold)
     out = clusters.as_pandas_dataframe()[["unique_id", "cluster_id"]]
     split = _honour_cannot_links(con, out, pairs.physical_name, threshold, cannot or set())
-    n_pairs = con.execute(
-        f"select count(*) from {pairs.physical_name} "
-        f"where match_probability >= {float(threshold)}").fetchall()[0][0]
-    if model_path is not None:
-        model_path.parent.mkdir(parents=True, exist_ok=True)
-        model_path.write_text(json.dumps(linker.misc.save_model_to_json(), indent=1))
+    evidence = link_evidence(con, pairs.physical_name, model, out, threshold)
     con.close()
-    return out, {"pairs_linked": int(n_pairs), "clusters_split_by_cannot_links": split}
+    return out, {"pairs_linked": len(evidence), "clusters_split_by_cannot_links": split,
+                 "model_trained": int(trained), "evidence": evidence}
+
+
+def link_evidence(con: duckdb.DuckDBPyConnection, pairs: str, model: dict,
+                  clusters: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """Each link inside a final cluster: its weight, and each field's comparison in words.
+
+    Splink reports each comparison's match weight (`mw_<field>`); the level it came from is
+    the one whose trained weight log2(m/u) it equals. A missing value weighs exactly 0.
+    """
+    levels: dict[str, tuple[np.ndarray, list[str]]] = {}
+    for c in model["comparisons"]:
+        name = c["output_column_name"]
+        if name == "household_guard":
+            continue
+        ws, words = [], []
+        for lv in c["comparison_levels"]:
+            m, u = lv.get("m_probability"), lv.get("u_probability")
+            if lv.get("is_null_level") or not m or not u:
+                continue
+            ws.append(np.log2(m / u))
+            words.append(lv["label_for_charts"])
+        levels[name] = (np.array(ws), words)
+    frame = con.execute(
+        f"select unique_id_l, unique_id_r, match_weight, match_probability, "
+        f"{', '.join(f'mw_{n}' for n in levels)} from {pairs} where match_probability >= ?",
+        [threshold]).df()
+    cluster_of = dict(zip(clusters["unique_id"], clusters["cluster_id"], strict=True))
+    same = [cluster_of[a] == cluster_of[b]
+            for a, b in zip(frame["unique_id_l"], frame["unique_id_r"], strict=True)]
+    frame = frame[same]
+    columns = []
+    for name, (ws, words) in levels.items():
+        mw = frame[f"mw_{name}"].to_numpy(dtype="float64")
+        nearest = np.abs(mw[:, None] - ws[None, :]).argmin(axis=1) if len(ws) else []
+        columns.append([f"{name}: {words[i]} ({w:+.1f})" if w != 0 else ""
+                        for i, w in zip(nearest, mw, strict=True)])
+    out = frame[["unique_id_l", "unique_id_r", "match_weight", "match_probability"]].copy()
+    out["comparison"] = ["; ".join(p for p in parts if p) for parts in zip(*columns, strict=True)]
+    return out.reset_index(drop=True)
 
 
 def _honour_cannot_links(con: duckdb.DuckDBPyConnection, clusters: pd.DataFrame, pairs: str,

@@ -118,6 +118,30 @@ def assign_person_ids(clusters: pd.DataFrame, prior: dict[str, str]) -> dict[str
     return result
 
 
+def id_events(prior: dict[str, str], now_of: dict[str, str], run_at: datetime) -> pd.DataFrame:
+    """What this run did to person_ids: created, retired, merged (into), split (off).
+
+    `prior` and `now_of` map each record's unique_id to its person_id before and after.
+    """
+    went: dict[str, Counter] = {}  # old id -> new ids its records now have
+    came: dict[str, Counter] = {}  # new id -> old ids its records had
+    for uid, old in prior.items():
+        if uid in now_of:
+            went.setdefault(old, Counter())[now_of[uid]] += 1
+            came.setdefault(now_of[uid], Counter())[old] += 1
+    old_ids, new_ids = set(prior.values()), set(now_of.values())
+    rows = [(run_at, p, "created", None, None) for p in sorted(new_ids - old_ids)]
+    rows += [(run_at, p, "retired", None, None) for p in sorted(old_ids - new_ids)]
+    for new, olds in sorted(came.items()):
+        rows += [(run_at, old, "merged", new, n) for old, n in sorted(olds.items())
+                 if old != new and len(olds) > 1]
+    for old, news in sorted(went.items()):
+        rows += [(run_at, new, "split", old, n) for new, n in sorted(news.items())
+                 if new != old and len(news) > 1]
+    return pd.DataFrame(rows, columns=["run_at", "person_id", "event", "other_person_id",
+                                       "records"])
+
+
 def new_person_id(taken: set[str]) -> str:
     while True:
         pid = "P" + secrets.token_hex(6).upper()
@@ -125,7 +149,8 @@ def new_person_id(taken: set[str]) -> str:
             return pid
 
 
-def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path) -> dict[str, int]:
+def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, retrain: bool = False
+                ) -> dict[str, int]:
     """Relink every person-record in the vault; returns counts (never identities)."""
     from linkage.model import train_and_cluster
 
@@ -136,7 +161,7 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path) -> dict[str, in
     new_cannot = record_feedback_cannot_links(con)
     cannot = stored_cannot_links(con)
     clusters, stats = train_and_cluster(records, threshold, model_dir / "splink_model.json",
-                                        cannot=cannot)
+                                        cannot=cannot, retrain=retrain)
     have_prior = con.execute(
         "select count(*) from information_schema.tables "
         "where table_schema = 'linkage' and table_name = 'person_crosswalk'").fetchall()[0][0]
@@ -148,6 +173,9 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path) -> dict[str, in
     by_uid = dict(zip(clusters["unique_id"], clusters["cluster_id"], strict=True))
     records["person_id"] = [ids[by_uid[u]] for u in records["unique_id"]]
     crosswalk = records[["source", "record_key", "person_id"]]
+    pid_of = dict(zip(records["unique_id"], records["person_id"], strict=True))
+    evidence = stats.pop("evidence")
+    evidence.insert(0, "person_id", evidence["unique_id_l"].map(pid_of))
 
     # best birth date and sex per person: the most common non-blank value
     persons = (records.assign(dob=pd.to_datetime(records["dob"]).dt.date)
@@ -156,29 +184,34 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path) -> dict[str, in
                .reset_index())
     now = datetime.now(UTC).replace(tzinfo=None)
     old_ids, new_ids = set(prior.values()), set(ids.values())
-    events = pd.DataFrame(
-        [(now, p, "created") for p in sorted(new_ids - old_ids)]
-        + [(now, p, "retired") for p in sorted(old_ids - new_ids)],
-        columns=["run_at", "person_id", "event"])
+    events = id_events(prior, pid_of, now)
     con.execute("begin transaction")
     try:
         for name, frame in (("person_records", records.drop(columns=["first_aliases"])),
-                            ("person_crosswalk", crosswalk), ("persons", persons)):
+                            ("person_crosswalk", crosswalk), ("persons", persons),
+                            ("link_evidence", evidence)):
             con.register("frame", frame)
             con.execute(f"create or replace table linkage.{name} as select * from frame")
             con.unregister("frame")
         con.execute("create table if not exists linkage.person_id_events "
                     "(run_at timestamp, person_id varchar, event varchar)")
+        for col, kind in (("other_person_id", "varchar"), ("records", "integer")):
+            con.execute(f"alter table linkage.person_id_events "
+                        f"add column if not exists {col} {kind}")
         con.register("frame", events)
-        con.execute("insert into linkage.person_id_events select * from frame")
+        con.execute("insert into linkage.person_id_events by name select * from frame")
         con.unregister("frame")
         con.execute("commit")
     except Exception:
         con.execute("rollback")
         raise
+    moved = sum(1 for u, p in prior.items() if u in pid_of and pid_of[u] != p)
     return {"records": len(records), "persons": len(new_ids),
             "new_person_ids": len(new_ids - old_ids), "retired_person_ids": len(old_ids - new_ids),
-            "pairs_linked": stats["pairs_linked"],
+            "merges": int((events.event == "merged").sum()),
+            "splits": int((events.event == "split").sum()),
+            "records_that_changed_person": moved,
+            "pairs_linked": stats["pairs_linked"], "model_trained": stats["model_trained"],
             "cannot_links": len(cannot), "new_cannot_links": new_cannot,
             "clusters_split_by_cannot_links": stats["clusters_split_by_cannot_links"],
             "largest_cluster": int(records.groupby("person_id").size().max()) if len(records) else 0}

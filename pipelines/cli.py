@@ -143,6 +143,35 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Why these records are one child: the links and each field's comparison (no names)."""
+    settings = load_settings()
+    with duckdb.connect(str(settings.vault_path), read_only=True) as vault:
+        records = vault.execute(
+            "select source, record_key from linkage.person_crosswalk where person_id = ? "
+            "order by all", [args.person_id]).fetchall()
+        if not records:
+            print(f"No person {args.person_id} in the crosswalk.", file=sys.stderr)
+            return 1
+        links = vault.execute(
+            "select unique_id_l, unique_id_r, match_probability, comparison "
+            "from linkage.link_evidence where person_id = ? order by match_weight desc",
+            [args.person_id]).fetchall()
+        history = vault.execute(
+            "select run_at, event, other_person_id from linkage.person_id_events "
+            "where person_id = ? or other_person_id = ? order by run_at",
+            [args.person_id, args.person_id]).fetchall()
+    print(f"{args.person_id}: {len(records)} records")
+    for source, key in records:
+        print(f"  {source}:{key}")
+    print(f"{len(links)} links at or above the match threshold:")
+    for a, b, p, words in links:
+        print(f"  {a} ~ {b}  (match probability {p:.4f})\n      {words}")
+    for run_at, event, other in history:
+        print(f"  {run_at:%Y-%m-%d %H:%M} {event}" + (f" ({other})" if other else ""))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(prog="plumbline", description=__doc__.split("\n")[0])
@@ -164,6 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--seed", type=int, default=7)
     d.add_argument("--as-of", type=_date, default=None)
     d.set_defaults(func=cmd_demo)
+
+    e = sub.add_parser("explain", help="why a person's records were linked (no names shown)")
+    e.add_argument("person_id")
+    e.set_defaults(func=cmd_explain)
 
     args = parser.parse_args(argv)
     if getattr(args, "people", 1) < 1:

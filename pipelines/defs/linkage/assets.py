@@ -13,6 +13,13 @@ PERSON_FEEDS = ["raw_health__blood_lead", "raw_housing__residents", "raw_schools
                 "raw_feedback__alert_feedback"]
 
 
+class LinkageConfig(dg.Config):
+    """Retrain the Splink model on the current records (otherwise the city's saved model is
+    reused, and retrained only once the data has doubled)."""
+
+    retrain: bool = False
+
+
 @dg.asset(
     group_name="linkage",
     owners=["team:data-engineering"],
@@ -24,11 +31,11 @@ PERSON_FEEDS = ["raw_health__blood_lead", "raw_housing__residents", "raw_schools
         "are random and stable across runs; identities never leave the vault."
     ),
 )
-def person_crosswalk(context: dg.AssetExecutionContext, plumbline: PlumblineSettings
-                     ) -> dg.MaterializeResult:
+def person_crosswalk(context: dg.AssetExecutionContext, config: LinkageConfig,
+                     plumbline: PlumblineSettings) -> dg.MaterializeResult:
     settings = plumbline.settings()
     with connect(settings.vault_path) as vault:
-        stats = run_linkage(vault, settings.data_dir / "linkage")
+        stats = run_linkage(vault, settings.data_dir / "linkage", retrain=config.retrain)
     context.log.info(
         f"linked {stats['records']} records into {stats['persons']} persons "
         f"({stats['new_person_ids']} new ids, largest cluster {stats['largest_cluster']})")
