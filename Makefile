@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 export PLUMBLINE_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: install demo run test ui lint clean
+.PHONY: install demo run test ui lint clean chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,15 @@ demo: $(STAMP)
 run: $(STAMP)
 	$(BIN)/plumbline run
 
-test: $(STAMP)
-	$(BIN)/python -m pytest
+## Debian's Chromium for the browser tests (never a browser download)
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; }
+
+test: $(STAMP) chromium
+	PLUMBLINE_SCREENSHOTS=$(CURDIR)/screenshots $(BIN)/python -m pytest
 
 ## the Dagster UI over the same stores (http://127.0.0.1:3000)
 ui: $(STAMP)

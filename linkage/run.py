@@ -155,6 +155,8 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, retrain: bool =
     from linkage.model import train_and_cluster
 
     con.execute("create schema if not exists linkage")
+    con.execute("create table if not exists linkage.run_stats (run_at timestamp, records integer,"
+                " persons integer, linked_share double, largest_cluster integer)")
     raw = con.execute(RECORDS_SQL).df()
     records = standardise_records(raw)
     threshold = linkage_setting("match_probability_threshold")
@@ -206,6 +208,13 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, retrain: bool =
         con.execute("rollback")
         raise
     moved = sum(1 for u, p in prior.items() if u in pid_of and pid_of[u] != p)
+    sizes = records.groupby("person_id").size()
+    linked_share = float(sizes[sizes > 1].sum() / len(records)) if len(records) else 0.0
+    previous = con.execute(
+        "select linked_share from linkage.run_stats order by run_at desc limit 1").fetchall()
+    con.execute("insert into linkage.run_stats values (?, ?, ?, ?, ?)",
+                [now, len(records), len(new_ids), linked_share, int(sizes.max()) if len(sizes)
+                 else 0])
     return {"records": len(records), "persons": len(new_ids),
             "new_person_ids": len(new_ids - old_ids), "retired_person_ids": len(old_ids - new_ids),
             "merges": int((events.event == "merged").sum()),
@@ -214,7 +223,9 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, retrain: bool =
             "pairs_linked": stats["pairs_linked"], "model_trained": stats["model_trained"],
             "cannot_links": len(cannot), "new_cannot_links": new_cannot,
             "clusters_split_by_cannot_links": stats["clusters_split_by_cannot_links"],
-            "largest_cluster": int(records.groupby("person_id").size().max()) if len(records) else 0}
+            "largest_cluster": int(sizes.max()) if len(sizes) else 0,
+            "linked_share": linked_share,
+            "previous_linked_share": previous[0][0] if previous else None}
 
 
 def _mode(values: pd.Series):

@@ -6,9 +6,16 @@ import dagster as dg
 
 from pipelines.defs.delivery.assets import alert_lists
 from pipelines.defs.ingest.assets import ingest_assets
+from pipelines.defs.ingest.checks import freshness_checks
 from pipelines.defs.ingest.sensors import landing_sensor
 from pipelines.defs.linkage.assets import person_crosswalk
 from pipelines.defs.resources import PlumblineSettings
+from pipelines.defs.schedules import (
+    daily_freshness_job,
+    daily_freshness_schedule,
+    weekly_alert_lists_job,
+    weekly_alert_lists_schedule,
+)
 from pipelines.defs.warehouse.assets import (
     dbt_resource,
     plumbline_dbt,
@@ -17,6 +24,9 @@ from pipelines.defs.warehouse.assets import (
 
 defs = dg.Definitions(
     assets=[*ingest_assets, person_crosswalk, warehouse_sources, plumbline_dbt, alert_lists],
+    asset_checks=freshness_checks,
+    jobs=[weekly_alert_lists_job, daily_freshness_job],
+    schedules=[weekly_alert_lists_schedule, daily_freshness_schedule],
     sensors=[landing_sensor],
     resources={
         "plumbline": PlumblineSettings(),

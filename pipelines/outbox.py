@@ -32,6 +32,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from pipelines.freshness import stale_by_agency
 from pipelines.stores import REPO_ROOT, Settings, connect, warehouse_lock
 
 SEEDS = REPO_ROOT / "seeds"
@@ -142,14 +143,6 @@ LABELS = {
     "referral_guardian": "Guardian",
 }
 
-STALE_SQL = """
-select feed, max(extract_date) as last_extract
-from ingest.deliveries
-where status = 'ACCEPTED' and extract_date <= ?
-group by feed
-"""
-
-
 @dataclass
 class AgencyList:
     agency: str
@@ -175,25 +168,6 @@ def weekly_capacity() -> dict[str, int]:
     return caps
 
 
-def stale_feeds(vault: duckdb.DuckDBPyConnection, as_of: date) -> dict[str, list[str]]:
-    """agency -> a sentence per feed its alerts depend on that missed its cadence."""
-    last = dict(vault.execute(STALE_SQL, [as_of]).fetchall())
-    out: dict[str, list[str]] = {}
-    with open(SEEDS / "feed_cadence.csv", newline="") as fh:
-        for r in csv.DictReader(fh):
-            limit = int(r["cadence_days"]) + int(r["grace_days"])
-            seen = last.get(r["feed"])
-            if seen is not None and (as_of - seen).days <= limit:
-                continue
-            when = f"the last was dated {seen}" if seen else "none has arrived"
-            sentence = (f"{r['feed']} is stale: a delivery is expected every "
-                        f"{r['cadence_days']} days and {when}; alerts that depend on it may "
-                        "be missing or already resolved.")
-            for agency in filter(None, r["used_by_agencies"].split(";")):
-                out.setdefault(agency, []).append(sentence)
-    return out
-
-
 def write_alert_lists(settings: Settings) -> dict[str, int]:
     """Write each agency's list (CSV, printable HTML, JSON summary); returns rows per agency."""
     stamp = settings.as_of.strftime("%Y%m%d")
@@ -203,7 +177,7 @@ def write_alert_lists(settings: Settings) -> dict[str, int]:
         vault.execute(f"attach '{settings.warehouse_path}' as wh (read_only)")
         try:
             vault.execute(ALERTS)
-            stale = stale_feeds(vault, settings.as_of)
+            stale = stale_by_agency(vault, settings.as_of)
             for agency, sql in LISTS.items():
                 frame = vault.execute(sql).df()
                 cap = caps.get(agency, 0)

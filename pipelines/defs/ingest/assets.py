@@ -5,6 +5,7 @@ from collections import Counter
 
 import dagster as dg
 
+from linkage.run import linkage_setting
 from pipelines.defs.resources import PlumblineSettings
 from pipelines.feeds import FEEDS, Feed
 from pipelines.ingest import ingest_feed, summarize
@@ -17,8 +18,14 @@ class IngestConfig(dg.Config):
 
 
 def _feed_asset(feed: Feed) -> dg.AssetsDefinition:
+    key = dg.AssetKey(f"raw_{feed.name}")
+
     @dg.asset(
         name=f"raw_{feed.name}",
+        check_specs=[dg.AssetCheckSpec(
+            "delivery_suite", asset=key,
+            description="This run's deliveries passed the feed's Great Expectations suite: "
+                        "no file rejected whole, and rejected rows within the seed's share.")],
         group_name="ingest",
         owners=["team:data-engineering"],
         kinds={"duckdb", "csv"},
@@ -30,7 +37,7 @@ def _feed_asset(feed: Feed) -> dg.AssetsDefinition:
         ),
     )
     def _asset(context: dg.AssetExecutionContext, config: IngestConfig,
-               plumbline: PlumblineSettings) -> dg.MaterializeResult:
+               plumbline: PlumblineSettings):
         deliveries = ingest_feed(plumbline.settings(), feed, only=config.files or None)
         summary = summarize(deliveries)
         # reasons name the field and the rule, never a value: safe for metadata
@@ -40,12 +47,23 @@ def _feed_asset(feed: Feed) -> dg.AssetsDefinition:
             context.log.info(
                 f"{d.path.name}: {d.status}, read {d.rows_read}, accepted {len(d.rows)}, "
                 f"rejected {d.rows_rejected}" + (f" ({d.reason})" if d.status == "REJECTED" else ""))
-        return dg.MaterializeResult(metadata={
+        rejected_files = {d.path.name: d.reason for d in deliveries if d.status == "REJECTED"}
+        yield dg.MaterializeResult(metadata={
             **{k: dg.MetadataValue.int(v) for k, v in summary.items()},
             "rejects_by_reason": dg.MetadataValue.json(dict(reasons.most_common())),
-            "rejected_deliveries": dg.MetadataValue.json(
-                {d.path.name: d.reason for d in deliveries if d.status == "REJECTED"}),
+            "rejected_deliveries": dg.MetadataValue.json(rejected_files),
         })
+        share = summary["rows_rejected"] / summary["rows_read"] if summary["rows_read"] else 0.0
+        limit = linkage_setting("max_rejected_row_share")
+        yield dg.AssetCheckResult(
+            check_name="delivery_suite", asset_key=key,
+            passed=not rejected_files and share <= limit,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=(f"{len(deliveries)} new deliveries; {len(rejected_files)} rejected whole;"
+                         f" {summary['rows_rejected']} of {summary['rows_read']} rows rejected"
+                         f" ({share:.1%}, limit {limit:.0%}). Receipts tell partners what to fix."),
+            metadata={"rejected_row_share": dg.MetadataValue.float(share),
+                      "rejected_deliveries": dg.MetadataValue.json(rejected_files)})
 
     return _asset
 

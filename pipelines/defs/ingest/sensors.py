@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 
 from pipelines.feeds import FEEDS
 from pipelines.ingest import pending_files
@@ -14,6 +15,22 @@ from pipelines.stores import data_dir_from_env
 
 def landing_from_env() -> Path:
     return Path(os.environ.get("PLUMBLINE_LANDING", data_dir_from_env() / "landing")).resolve()
+
+
+def _already_read(data_dir: Path) -> set[tuple[str, str]]:
+    """(path, sha256) of every delivery the vault has already read, if it can be read now.
+
+    A busy vault (another run writing) is not waited for: the request is made anyway, and the
+    ingest run itself skips what it has seen.
+    """
+    vault = data_dir / "vault.duckdb"
+    if not vault.exists():
+        return set()
+    try:
+        with duckdb.connect(str(vault), read_only=True) as con:
+            return set(con.execute("select path, sha256 from ingest.deliveries").fetchall())
+    except duckdb.Error:
+        return set()
 
 
 def _sha256(path: Path) -> str:
@@ -41,6 +58,7 @@ def landing_sensor(context: dg.SensorEvaluationContext):
     seen: dict[str, list] = json.loads(context.cursor) if context.cursor else {}
     current: dict[str, list] = {}
     requests = []
+    done = _already_read(data_dir_from_env())
     for feed in FEEDS:
         for path in pending_files(landing, feed):
             relative = path.relative_to(landing).as_posix()
@@ -51,6 +69,8 @@ def landing_sensor(context: dg.SensorEvaluationContext):
             else:
                 sha = _sha256(path)
             current[relative] = [st.st_size, st.st_mtime_ns, sha]
+            if (relative, sha) in done:
+                continue  # read already (by a run by hand, or an earlier sensor run)
             asset = f"raw_{feed.name}"
             requests.append(dg.RunRequest(
                 run_key=f"{relative}@{sha[:16]}",
@@ -60,5 +80,5 @@ def landing_sensor(context: dg.SensorEvaluationContext):
             ))
     context.update_cursor(json.dumps(current, sort_keys=True))
     if not requests:
-        return dg.SkipReason(f"no delivery files in {landing}")
+        return dg.SkipReason(f"no new delivery files in {landing}")
     return requests

@@ -3,7 +3,7 @@
 
 import dagster as dg
 
-from linkage.run import run_linkage
+from linkage.run import linkage_setting, run_linkage
 from pipelines.defs.resources import PlumblineSettings
 from pipelines.stores import connect
 
@@ -22,6 +22,14 @@ class LinkageConfig(dg.Config):
 
 @dg.asset(
     group_name="linkage",
+    check_specs=[
+        dg.AssetCheckSpec("cluster_size_bound", asset="person_crosswalk", blocking=True,
+                          description="No person has more records than the seed's bound "
+                                      "(a sign of strangers chained together)."),
+        dg.AssetCheckSpec("match_rate_stable", asset="person_crosswalk",
+                          description="The share of records linked to another moved no more "
+                                      "than the seed's drift since the last run."),
+    ],
     owners=["team:data-engineering"],
     kinds={"duckdb", "splink"},
     deps=PERSON_FEEDS,
@@ -32,11 +40,29 @@ class LinkageConfig(dg.Config):
     ),
 )
 def person_crosswalk(context: dg.AssetExecutionContext, config: LinkageConfig,
-                     plumbline: PlumblineSettings) -> dg.MaterializeResult:
+                     plumbline: PlumblineSettings):
     settings = plumbline.settings()
     with connect(settings.vault_path) as vault:
         stats = run_linkage(vault, settings.data_dir / "linkage", retrain=config.retrain)
     context.log.info(
         f"linked {stats['records']} records into {stats['persons']} persons "
         f"({stats['new_person_ids']} new ids, largest cluster {stats['largest_cluster']})")
-    return dg.MaterializeResult(metadata={k: dg.MetadataValue.int(v) for k, v in stats.items()})
+    linked, previous = stats.pop("linked_share"), stats.pop("previous_linked_share")
+    yield dg.MaterializeResult(metadata={
+        **{k: dg.MetadataValue.int(v) for k, v in stats.items()},
+        "linked_share": dg.MetadataValue.float(linked)})
+    bound = linkage_setting("max_cluster_records")
+    yield dg.AssetCheckResult(
+        check_name="cluster_size_bound", passed=stats["largest_cluster"] <= bound,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=f"largest person has {stats['largest_cluster']} records (bound {bound:.0f})")
+    drift = linkage_setting("max_link_rate_drift")
+    moved = abs(linked - previous) if previous is not None else 0.0
+    yield dg.AssetCheckResult(
+        check_name="match_rate_stable", passed=moved <= drift,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(f"{linked:.1%} of records linked to another"
+                     + (f" (last run {previous:.1%})" if previous is not None else
+                        " (first run)")),
+        metadata={"linked_share": dg.MetadataValue.float(linked),
+                  "change": dg.MetadataValue.float(moved)})
