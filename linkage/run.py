@@ -79,8 +79,8 @@ def standardise_records(raw: pd.DataFrame) -> pd.DataFrame:
     out["first_aliases"] = [list(S.first_name_aliases(n)) for n in raw["first_name"]]
     out["middle_name"] = [S.std_name(n) for n in raw["middle_name"]]
     out["last_name"] = [S.std_last_name(n) for n in raw["last_name"]]
-    out["dob"] = [pd.Timestamp(d).strftime("%Y-%m-%d") if pd.notna(d) else None
-                  for d in raw["dob"]]
+    dob = pd.to_datetime(raw["dob"], errors="coerce").dt.strftime("%Y-%m-%d")
+    out["dob"] = dob.astype(object).where(dob.notna(), None)
     out["sex"] = [S.std_sex(s) for s in raw["sex"]]
     streets, keys = [], []
     for line, unit in zip(raw["street_line"], raw["unit"], strict=True):
@@ -179,11 +179,7 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, retrain: bool =
     evidence = stats.pop("evidence")
     evidence.insert(0, "person_id", evidence["unique_id_l"].map(pid_of))
 
-    # best birth date and sex per person: the most common non-blank value
-    persons = (records.assign(dob=pd.to_datetime(records["dob"]).dt.date)
-               .groupby("person_id")
-               .agg(birth_date=("dob", _mode), sex=("sex", _mode), records=("unique_id", "size"))
-               .reset_index())
+    persons = best_values(con, records)
     now = datetime.now(UTC).replace(tzinfo=None)
     old_ids, new_ids = set(prior.values()), set(ids.values())
     events = id_events(prior, pid_of, now)
@@ -228,9 +224,30 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, retrain: bool =
             "previous_linked_share": previous[0][0] if previous else None}
 
 
-def _mode(values: pd.Series):
-    v = values.dropna()
-    if v.empty:
-        return None
-    counts = Counter(v)
-    return min(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))[0]
+PERSONS_SQL = """
+with dobs as (
+    select person_id, dob, count(*) as n from linked where dob is not null group by all
+),
+sexes as (
+    select person_id, sex, count(*) as n from linked where sex is not null group by all
+)
+select p.person_id,
+       cast(d.birth_date as date) as birth_date,
+       s.sex,
+       p.records
+from (select person_id, count(*) as records from linked group by all) as p
+left join (select person_id, first(dob order by n desc, dob) as birth_date
+           from dobs group by all) as d using (person_id)
+left join (select person_id, first(sex order by n desc, sex) as sex
+           from sexes group by all) as s using (person_id)
+"""
+
+
+def best_values(con: duckdb.DuckDBPyConnection, records: pd.DataFrame) -> pd.DataFrame:
+    """One row per person: the most common birth date and sex among its records (ties: the
+    earliest / alphabetical), and how many records it has."""
+    con.register("linked", records[["person_id", "dob", "sex"]])
+    try:
+        return con.execute(PERSONS_SQL).df()
+    finally:
+        con.unregister("linked")

@@ -90,6 +90,7 @@ def std_sex(value: str | None) -> str | None:
     return _SEX.get(clean_text(value))
 
 
+@lru_cache(maxsize=100_000)
 def std_zip(value: str | None) -> str | None:
     s = re.sub(r"[^0-9]", "", str(value or ""))
     return s[:5] if len(s) >= 5 else None

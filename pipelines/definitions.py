@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from pipelines.defs.delivery.assets import alert_lists
+from pipelines.defs.delivery.assets import alert_lists, published_outputs
 from pipelines.defs.ingest.assets import ingest_assets
 from pipelines.defs.ingest.checks import freshness_checks
 from pipelines.defs.ingest.sensors import landing_sensor
@@ -23,7 +23,8 @@ from pipelines.defs.warehouse.assets import (
 )
 
 defs = dg.Definitions(
-    assets=[*ingest_assets, person_crosswalk, warehouse_sources, plumbline_dbt, alert_lists],
+    assets=[*ingest_assets, person_crosswalk, warehouse_sources, plumbline_dbt, alert_lists,
+            published_outputs],
     asset_checks=freshness_checks,
     jobs=[weekly_alert_lists_job, daily_freshness_job],
     schedules=[weekly_alert_lists_schedule, daily_freshness_schedule],

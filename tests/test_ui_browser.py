@@ -41,6 +41,7 @@ def ui(tmp_path_factory: pytest.TempPathFactory):
     generate_city(root / "city", people=300, seed=13, as_of=AS_OF)
     env = plumbline_env(root / "data", root / "city" / "landing")
     assert run_cli("run", env=env).returncode == 0  # a run to inspect, in the same instance
+    os.environ["PLUMBLINE_UI_DATA"] = str(root / "data")
     port = free_port()
     dagster = Path(sys.executable).parent / "dagster"
     proc = subprocess.Popen(
@@ -114,3 +115,25 @@ def test_asset_graph_shows_the_stages_and_a_materialization_can_be_inspected(ui:
         page.screenshot(path=str(SCREENSHOTS / "run.png"))
         browser.close()
     assert (SCREENSHOTS / "asset_graph.png").stat().st_size > 10_000
+
+
+def test_indicators_page_and_an_agency_chart_render(ui: str, tmp_path) -> None:
+    """The static pages, opened as files: no server is needed to read them."""
+    from playwright.sync_api import sync_playwright
+
+    outbox = Path(os.environ["PLUMBLINE_UI_DATA"]) / "outbox"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1300, "height": 1400})
+        for name, url in (("indicators.png", outbox / "public" / "index.html"),
+                          ("providers_personal_best.png",
+                           outbox / "providers" / "personal_best.html")):
+            page.goto(url.as_uri())
+            sizes = page.eval_on_selector_all(
+                "img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
+            assert sizes and all(w > 300 for w in sizes), sizes
+            page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
+        page.goto((outbox / "public" / "index.html").as_uri())
+        assert page.get_by_text("What each contract bought").count() == 1
+        assert page.locator("a[href^='ocds/']").count() == 1
+        browser.close()

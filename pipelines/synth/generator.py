@@ -705,7 +705,8 @@ def _write_csv(path: Path, cols: list[str], rows: list[dict], rng: random.Random
             line += 1
             w.writerow(rows[i])
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(buf.getvalue().encode(encoding))
+    # a Windows-1252 system writes "?" for what it cannot encode (Dvořák -> Dvo?ák)
+    path.write_bytes(buf.getvalue().encode(encoding, errors="replace"))
 
 
 def _bucket(extracts: list[date], day: date) -> date | None:

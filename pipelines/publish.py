@@ -1,0 +1,265 @@
+"""What Plumbline publishes after each successful run: open, pseudonymous, suppressed.
+
+- `DATA_DIR/published/`: a read-only snapshot of the published marts (Parquet per table, plus
+  `plumbline.duckdb`, a small file of views over them) that an analyst opens with DuckDB,
+  Python or any SQL client. Each run writes a new version and swaps the views file in
+  atomically, so a reader never blocks the pipeline and the pipeline never blocks a reader.
+- `outbox/public/ocds/`: the city's contracts as an OCDS 1.1 release package, with each
+  contract's outcome indicators attached as implementation metrics.
+- `outbox/<agency>/personal_best.{png,html}`: the agency's own timeliness, month by month.
+- `outbox/public/index.html`: the indicators page for policymakers and the public.
+
+Only the suppressed, aggregate marts are published; nothing here can name a child.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import os
+import shutil
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import duckdb
+import matplotlib
+import pandas as pd
+
+from pipelines.stores import Settings, warehouse_lock
+
+matplotlib.use("Agg")
+import matplotlib.dates as mdates
+import matplotlib.pyplot as plt
+
+PUBLISHED = ("policy_lead_followup_by_zip", "policy_lead_followup_by_band",
+             "agency_timeliness_monthly", "contract_outcomes")
+KEEP_VERSIONS = 5
+OCID_PREFIX = os.environ.get("PLUMBLINE_OCID_PREFIX", "ocds-plumbline")
+BUYER = os.environ.get("PLUMBLINE_BUYER_NAME", "City Health Department")
+
+
+def publish_all(settings: Settings) -> dict[str, object]:
+    with (warehouse_lock(settings.data_dir),
+          duckdb.connect(str(settings.warehouse_path), read_only=True) as wh):
+        tables = {t: wh.execute(f"select * from marts.{t}").df() for t in PUBLISHED}
+        contracts = wh.execute(
+            "select * from staging.stg_providers__contracts qualify row_number() over "
+            "(partition by contract_id order by extract_date desc) = 1").df()
+    version = publish_snapshot(settings.data_dir / "published", tables)
+    package = write_ocds(settings, contracts, tables["contract_outcomes"])
+    charts = {agency: write_personal_best(settings, agency, frame)
+              for agency, frame in tables["agency_timeliness_monthly"].groupby("agency")}
+    write_index(settings, tables, package, charts)
+    return {"version": version, "ocds_releases": len(contracts), "charts": len(charts)}
+
+
+# ---------------------------------------------------------------- the published warehouse
+
+
+def publish_snapshot(root: Path, tables: dict[str, pd.DataFrame]) -> str:
+    version = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    folder = root / "versions" / version
+    folder.mkdir(parents=True)
+    for name, frame in tables.items():
+        frame.to_parquet(folder / f"{name}.parquet", index=False)
+    tmp = root / f".plumbline.{version}.duckdb"
+    with duckdb.connect(str(tmp)) as con:
+        for name in tables:
+            con.execute(f"create view {name} as select * from "
+                        f"read_parquet('{(folder / f'{name}.parquet').as_posix()}')")
+        con.execute("create table about as select ? as version, ? as published_at",
+                    [version, datetime.now(UTC).isoformat(timespec="seconds")])
+    os.replace(tmp, root / "plumbline.duckdb")  # readers keep the file they opened
+    for old in sorted((root / "versions").iterdir())[:-KEEP_VERSIONS]:
+        shutil.rmtree(old, ignore_errors=True)
+    return version
+
+
+# ---------------------------------------------------------------- open contracting
+
+
+def _value(v: float | None) -> dict | None:
+    return None if v is None or pd.isna(v) else {"amount": float(v), "currency": "USD"}
+
+
+def ocds_release(contract: pd.Series, outcomes: pd.DataFrame, as_of: date) -> dict:
+    cid = str(contract["contract_id"])
+    codes = list(contract["service_codes"]) if contract["service_codes"] is not None else []
+    supplier = {"id": str(contract["provider_code"]), "name": str(contract["provider_name"])}
+    mine = outcomes[outcomes["contract_id"] == cid].sort_values("month")
+    metrics = []
+    for column, title in (("services", "Services delivered"),
+                          ("children_served", "Children served"),
+                          ("case_management_in_time",
+                           "Lead-referred children with case management within the window"),
+                          ("next_test_lower", "Lead-referred children with a lower next test")):
+        observations = [
+            {"id": f"{column}-{row['month']}",
+             "period": {"startDate": f"{row['month']}-01T00:00:00Z"},
+             "measure": None if pd.isna(row[column]) else int(row[column]),
+             "notes": "suppressed (fewer than 11)" if pd.isna(row[column]) else None}
+            for _, row in mine.iterrows()]
+        metrics.append({"id": column, "title": title,
+                        "observations": [{k: v for k, v in o.items() if v is not None}
+                                         for o in observations]})
+    status = "active" if contract["end_date"] is None or pd.Timestamp(
+        contract["end_date"]).date() >= as_of else "terminated"
+    period = {"startDate": f"{pd.Timestamp(contract['start_date']).date()}T00:00:00Z",
+              "endDate": f"{pd.Timestamp(contract['end_date']).date()}T23:59:59Z"}
+    return {
+        "ocid": f"{OCID_PREFIX}-{cid}",
+        "id": f"{cid}-{as_of:%Y%m%d}",
+        "date": f"{as_of}T00:00:00Z",
+        "tag": ["contract", "implementation"],
+        "initiationType": "tender",
+        "language": "en",
+        "parties": [{"id": "buyer", "name": BUYER, "roles": ["buyer"]},
+                    {**supplier, "roles": ["supplier"]}],
+        "buyer": {"id": "buyer", "name": BUYER},
+        "awards": [{"id": f"{cid}-award", "status": "active", "value": _value(
+            contract["amount_usd"]), "suppliers": [supplier], "contractPeriod": period}],
+        "contracts": [{
+            "id": cid, "awardID": f"{cid}-award", "title": f"{supplier['name']}: {cid}",
+            "description": str(contract["target_description"] or ""), "status": status,
+            "period": period, "value": _value(contract["amount_usd"]),
+            "items": [{"id": str(i + 1), "description": code,
+                       "classification": {"scheme": "x_plumbline_service_code", "id": code}}
+                      for i, code in enumerate(codes)],
+            "implementation": {"metrics": metrics},
+        }],
+    }
+
+
+def write_ocds(settings: Settings, contracts: pd.DataFrame, outcomes: pd.DataFrame) -> Path:
+    package = {
+        "uri": f"{OCID_PREFIX}/release_package_{settings.as_of:%Y%m%d}.json",
+        "version": "1.1",
+        "publishedDate": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "publisher": {"name": BUYER},
+        "license": "https://creativecommons.org/publicdomain/zero/1.0/",
+        "extensions": [("https://raw.githubusercontent.com/open-contracting-extensions/"
+                       "ocds_metric_extension/master/extension.json")],
+        "releases": [ocds_release(c, outcomes, settings.as_of) for _, c in contracts.iterrows()],
+    }
+    path = settings.outbox / "public" / "ocds" / f"release_package_{settings.as_of:%Y%m%d}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(package, indent=2, default=str))
+    return path
+
+
+# ---------------------------------------------------------------- charts and pages
+
+
+def personal_best_chart(agency: str, frame: pd.DataFrame) -> bytes:
+    """A run chart of the agency's own share of steps taken in time, month by month: its
+    median line, its best month marked, the latest month highlighted. No other agency."""
+    f = frame.sort_values("month")
+    fig, ax = plt.subplots(figsize=(9, 3.6), dpi=110)
+    shown = f[f["share_steps_in_time"].notna()]
+    ax.plot(pd.to_datetime(f["month"]), f["share_steps_in_time"] * 100, color="#3b6ea5",
+            marker="o", markersize=3, linewidth=1.5, label="share in time")
+    if len(shown):
+        median = float(shown["share_steps_in_time"].median()) * 100
+        ax.axhline(median, color="#888", linestyle="--", linewidth=1,
+                   label=f"your median ({median:.0f}%)")
+        best = shown.loc[shown["share_steps_in_time"].idxmax()]
+        ax.scatter([pd.to_datetime(best["month"])], [best["share_steps_in_time"] * 100],
+                   s=90, color="#2e8b57", zorder=3, label=f"your best month ({best['month']})")
+        last = shown.iloc[-1]
+        ax.scatter([pd.to_datetime(last["month"])], [last["share_steps_in_time"] * 100],
+                   s=90, facecolors="none", edgecolors="#d2691e", linewidths=2, zorder=4,
+                   label=f"latest ({last['month']})")
+    else:
+        ax.text(0.5, 0.5, "Every month so far has fewer than 11 steps due (suppressed)",
+                transform=ax.transAxes, ha="center", va="center", color="#666")
+    months = pd.to_datetime(f["month"])
+    if len(months):
+        ax.set_xlim(months.min() - pd.Timedelta(days=15), months.max() + pd.Timedelta(days=15))
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m"))
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("% of steps taken in time")
+    ax.set_title(f"{agency}: your own timeliness, month by month")
+    ax.legend(loc="lower left", fontsize=8, frameon=False)
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def write_personal_best(settings: Settings, agency: str, frame: pd.DataFrame) -> Path:
+    png = personal_best_chart(agency, frame)
+    folder = settings.outbox / agency
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "personal_best.png").write_bytes(png)
+    page = f"""<!doctype html><html lang=en><head><meta charset=utf-8>
+<title>{html.escape(agency)}: your timeliness against your own past</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:60em}}</style></head><body>
+<h1>{html.escape(agency)}: your timeliness against your own past</h1>
+<p>Each point is the share of your lead follow-up steps taken within their window, for the
+month they fell due. The dashed line is your own median; the green point your best month.
+Months with fewer than 11 steps due are not shown. Only your own figures appear here.</p>
+<img alt="run chart of {html.escape(agency)}'s monthly timeliness"
+ src="data:image/png;base64,{base64.b64encode(png).decode()}">
+</body></html>"""
+    (folder / "personal_best.html").write_text(page, encoding="utf-8")
+    return folder / "personal_best.png"
+
+
+def _table(frame: pd.DataFrame, columns: list[str]) -> str:
+    head = "".join(f"<th>{html.escape(c.replace('_', ' '))}</th>" for c in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{'–' if pd.isna(r[c]) else html.escape(str(r[c]))}</td>"
+                         for c in columns) + "</tr>" for _, r in frame.iterrows())
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def write_index(settings: Settings, tables: dict[str, pd.DataFrame], package: Path,
+                charts: dict[str, Path]) -> Path:
+    by_zip = tables["policy_lead_followup_by_zip"]
+    city = by_zip[by_zip["zip5"] == "ALL"].sort_values("month")
+    fig, ax = plt.subplots(figsize=(9, 3.2), dpi=110)
+    ax.bar(pd.to_datetime(city["month"]), city["children_tested"].astype("float"), width=20,
+           color="#3b6ea5")
+    ax.set_title("Children tested for lead each month (city)")
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    latest = by_zip["month"].max() if len(by_zip) else ""
+    links = "".join(f'<li><a href="../{a}/personal_best.html">{html.escape(a)}</a></li>'
+                    for a in sorted(charts))
+    page = f"""<!doctype html><html lang=en><head><meta charset=utf-8>
+<title>Lead follow-up indicators</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:75em}}
+table{{border-collapse:collapse;margin:1em 0}} td,th{{border:1px solid #ccc;padding:.3em .6em;
+text-align:right}} th{{background:#f3f3f3}}</style></head><body>
+<h1>Lead follow-up indicators, as of {settings.as_of}</h1>
+<p>Counts from 1 to 10 are shown as – (suppressed), together with any figure that would let
+them be worked out. All figures are aggregate; no child can be identified here.</p>
+<h2>Children tested, by month</h2>
+<img alt="children tested each month" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">
+{_table(city.tail(12), ["month", "children_tested", "children_elevated", "children_confirmed",
+                        "share_venous_confirmation_in_time", "share_investigation_in_time",
+                        "share_case_management_in_time"])}
+<h2>By ZIP, {html.escape(str(latest))}</h2>
+{_table(by_zip[by_zip["month"] == latest], ["zip5", "children_tested", "children_elevated",
+                                              "children_confirmed"])}
+<h2>What each contract bought</h2>
+{_table(tables["contract_outcomes"].sort_values(["contract_id", "month"]).groupby("contract_id").tail(3),
+        ["contract_id", "provider_name", "month", "monthly_amount_usd", "services",
+         "children_served", "lead_referred_children", "case_management_in_time",
+         "next_test_lower", "cost_per_child_with_lower_next_test"])}
+<h2>More</h2>
+<ul><li><a href="ocds/{package.name}">The contracts as open data (OCDS 1.1 release package)</a></li>
+<li>Each agency's own progress: <ul>{links}</ul></li>
+<li>The data dictionary: run <code>dbt docs generate</code> in <code>dbt_project/</code> (see the README)</li></ul>
+</body></html>"""
+    path = settings.outbox / "public" / "index.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")
+    return path

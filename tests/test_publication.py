@@ -1,0 +1,109 @@
+"""What is published: contract outcomes, open contracting data, charts, a warehouse to query."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import duckdb
+import jsonschema
+import pandas as pd
+
+from pipelines.suppression import disclosed_small_cells
+from tests.conftest import AS_OF, PLUMBLINE, Run, plumbline_env
+
+# The parts of the OCDS 1.1 release package schema our package must meet (the full schema is
+# fetched from the web by OCDS tools, which this machine cannot do): required fields and types.
+OCDS_PACKAGE = {
+    "type": "object",
+    "required": ["uri", "version", "publishedDate", "publisher", "releases"],
+    "properties": {
+        "version": {"const": "1.1"},
+        "publisher": {"type": "object", "required": ["name"]},
+        "releases": {"type": "array", "minItems": 1, "items": {
+            "type": "object",
+            "required": ["ocid", "id", "date", "tag", "initiationType"],
+            "properties": {
+                "ocid": {"type": "string", "pattern": "^ocds-"},
+                "tag": {"type": "array", "items": {"enum": [
+                    "planning", "tender", "award", "contract", "implementation"]}},
+                "initiationType": {"const": "tender"},
+                "parties": {"type": "array", "items": {"required": ["id", "name", "roles"]}},
+                "awards": {"type": "array", "items": {"required": ["id"]}},
+                "contracts": {"type": "array", "items": {
+                    "type": "object", "required": ["id", "awardID"],
+                    "properties": {
+                        "value": {"type": "object", "required": ["amount", "currency"]},
+                        "period": {"type": "object", "required": ["startDate", "endDate"]},
+                        "items": {"type": "array", "items": {"required": ["id"]}},
+                        "implementation": {"type": "object"}}}},
+            }}},
+    },
+}
+
+
+def test_contract_outcomes_rows_and_suppression(pipeline_run: Run) -> None:
+    with duckdb.connect(str(pipeline_run.data_dir / "warehouse.duckdb"), read_only=True) as con:
+        table = con.execute("select * from marts.contract_outcomes").df()
+        contracts = con.execute("select distinct contract_id from src.provider_contracts").df()
+    assert set(table.contract_id) == set(contracts.contract_id)
+    assert not table.duplicated(["contract_id", "month"]).any()
+    measures = ["services", "services_lead_case_mgmt", "services_home_visit",
+                "services_nutrition", "services_dev_screen", "services_other",
+                "children_served", "lead_referred_children", "case_management_in_time",
+                "next_test_lower"]
+    pairs = [("lead_referred_children", "case_management_in_time"),
+             ("lead_referred_children", "next_test_lower")]
+    assert disclosed_small_cells(table, ["contract_id"], "month", measures, pairs) == []
+    assert (table.services.fillna(0) >= 0).all() and table.monthly_amount_usd.notna().all()
+
+
+def test_ocds_package_is_valid_release_package(pipeline_run: Run) -> None:
+    path = pipeline_run.data_dir / "outbox" / "public" / "ocds" / f"release_package_{AS_OF:%Y%m%d}.json"
+    package = json.loads(path.read_text())
+    jsonschema.validate(package, OCDS_PACKAGE)
+    ocids = [r["ocid"] for r in package["releases"]]
+    assert len(ocids) == len(set(ocids)) == 3
+    hhn = next(r for r in package["releases"] if r["ocid"].endswith("HHN-2025-014"))
+    assert [i["description"] for i in hhn["contracts"][0]["items"]] == [
+        "LEAD_CASE_MGMT", "HOME_VISIT"]
+    metrics = {m["id"] for m in hhn["contracts"][0]["implementation"]["metrics"]}
+    assert {"case_management_in_time", "next_test_lower"} <= metrics
+
+
+def test_one_personal_best_chart_per_agency(pipeline_run: Run) -> None:
+    for agency in ("health", "housing", "providers"):
+        png = pipeline_run.data_dir / "outbox" / agency / "personal_best.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        page = (pipeline_run.data_dir / "outbox" / agency / "personal_best.html").read_text()
+        assert "data:image/png;base64," in page
+        others = {"health", "housing", "providers"} - {agency}
+        assert not any(f">{o}" in page or f"{o}:" in page for o in others)
+
+
+def test_published_warehouse_is_queryable_while_a_run_writes(pipeline_run: Run,
+                                                             tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(pipeline_run.data_dir, data, ignore=shutil.ignore_patterns("dagster_home"))
+    published = data / "published" / "plumbline.duckdb"
+    env = plumbline_env(data, pipeline_run.city.landing, as_of=AS_OF + timedelta(days=1))
+    run = subprocess.Popen([str(PLUMBLINE), "run"], env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+    answers = []
+    while run.poll() is None:
+        with duckdb.connect(str(published), read_only=True) as con:
+            answers.append(con.execute(
+                "select count(*) from policy_lead_followup_by_zip").fetchall()[0][0])
+        time.sleep(0.2)
+    assert run.returncode == 0, run.stderr.read()[-2000:]
+    assert len(answers) > 5 and all(a > 0 for a in answers)
+    with duckdb.connect(str(published), read_only=True) as con:
+        versions = con.execute("select version from about").fetchall()
+    assert versions  # the run swapped in a new snapshot
+    tables = pd.read_parquet(next((data / "published" / "versions").iterdir())
+                             / "contract_outcomes.parquet")
+    assert len(tables) > 0
