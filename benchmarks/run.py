@@ -99,6 +99,8 @@ def linkage_side_by_side(data: Path, city: Path, linkage_stage_seconds: float,
     with PeakRSS() as mem:
         con = duckdb.connect()
         con.execute("SET enable_progress_bar = false")
+        con.execute("SET memory_limit = '6GB'")  # the same bound the pipeline's stage runs with
+        con.execute(f"SET temp_directory = '{(data / 'bare_spill').as_posix()}'")
         linker = Linker(DuckDBAPI(connection=con).register(records[LINK_COLUMNS], table_name="r"),
                         settings(), log_level=None)
         train(linker)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -158,7 +159,9 @@ def settings() -> SettingsCreator:
         ],
         blocking_rules_to_generate_predictions=[
             block_on("dob"),
-            block_on("last_name", "zip"),
+            # surname + ZIP alone makes blocks of hundreds for common surnames at city scale
+            # (10^8 pairs at 1M records): the first initial keeps them small
+            block_on("last_name", "zip", "substr(first_name, 1, 1)"),
             block_on("first_name", "substr(dob, 1, 4)"),
             block_on("address_key"),
             block_on("medicaid_id"),
@@ -203,6 +206,11 @@ def train_and_cluster(records: pd.DataFrame, threshold: float, model_path: Path,
     `threshold`, honouring `cannot`. Only identifiers leave this function."""
     con = duckdb.connect(":memory:")
     con.execute("SET enable_progress_bar = false")
+    # bounded memory, spilling beside the model (in the data dir), never into the cwd
+    con.execute(f"SET memory_limit = '{os.environ.get('PLUMBLINE_LINKAGE_MEMORY', '6GB')}'")
+    spill = model_path.parent / "spill"
+    spill.mkdir(parents=True, exist_ok=True)
+    con.execute(f"SET temp_directory = '{spill.as_posix()}'")
     db_api = DuckDBAPI(connection=con)
     sdf = db_api.register(records[LINK_COLUMNS], table_name="person_records")
     trained = needs_training(model_path, len(records), retrain)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import logging
 import os
 import shutil
@@ -51,6 +52,21 @@ def prepare_dagster_home(home: Path) -> None:
         shutil.copyfile(Path(__file__).with_name("dagster_instance.yaml"), target)
 
 
+@contextlib.contextmanager
+def open_instance():
+    """The Dagster instance in DAGSTER_HOME. Its first opening creates its SQLite tables; two
+    runs starting at once on a new data dir would race to create them, so it is serialised."""
+    from dagster import DagsterInstance
+
+    home = Path(os.environ["DAGSTER_HOME"])
+    with open(home / ".instance.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        instance = DagsterInstance.get()
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    with instance:
+        yield instance
+
+
 def run_pipeline(settings: Settings) -> bool:
     """Materialize the whole asset graph once, in this process."""
     os.environ["PLUMBLINE_DATA_DIR"] = str(settings.data_dir)
@@ -59,8 +75,6 @@ def run_pipeline(settings: Settings) -> bool:
     prepare_dagster_home(Path(os.environ.setdefault(
         "DAGSTER_HOME", str(settings.data_dir / "dagster_home"))))
 
-    from dagster import DagsterInstance
-
     from pipelines.definitions import defs
 
     job = defs.resolve_implicit_global_asset_job_def()
@@ -68,7 +82,7 @@ def run_pipeline(settings: Settings) -> bool:
     log_dir.mkdir(parents=True, exist_ok=True)
     log_file = log_dir / f"run-{date.today():%Y%m%d}-{os.getpid()}.log"
     print(f"Running the asset graph (step output in {log_file}) ...", flush=True)
-    with DagsterInstance.get() as instance, open(log_file, "w") as log, \
+    with open_instance() as instance, open(log_file, "w") as log, \
             contextlib.redirect_stdout(log):
         result = job.execute_in_process(
             instance=instance, raise_on_error=False,

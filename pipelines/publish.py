@@ -136,7 +136,8 @@ def write_ocds(settings: Settings, contracts: pd.DataFrame, outcomes: pd.DataFra
     package = {
         "uri": f"{OCID_PREFIX}/release_package_{settings.as_of:%Y%m%d}.json",
         "version": "1.1",
-        "publishedDate": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        # the data's as-of date, so the same data always gives the same bytes
+        "publishedDate": f"{settings.as_of}T00:00:00Z",
         "publisher": {"name": BUYER},
         "license": "https://creativecommons.org/publicdomain/zero/1.0/",
         "extensions": [("https://raw.githubusercontent.com/open-contracting-extensions/"
