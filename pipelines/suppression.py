@@ -16,6 +16,11 @@ import pandas as pd
 
 TOTAL = "ALL"
 
+# the published follow-up measures: (steps due, steps taken in time) for each rule
+FOLLOWUP_PAIRS = [("venous_confirmation_due", "venous_confirmation_in_time"),
+                  ("investigation_due", "investigation_in_time"),
+                  ("case_management_due", "case_management_in_time")]
+
 
 def publish(frame: pd.DataFrame, group_keys: list[str], cell: str, measures: list[str],
             pairs: list[tuple[str, str]], k: int = 11, add_totals: bool = True) -> pd.DataFrame:

@@ -213,11 +213,9 @@ def test_generate_with_bad_arguments_exits_2(argv: list[str], tmp_path) -> None:
 
 
 def test_policy_marts_publish_no_small_cell(pipeline_run: Run) -> None:
-    from pipelines.suppression import TOTAL, disclosed_small_cells
+    from pipelines.suppression import FOLLOWUP_PAIRS, TOTAL, disclosed_small_cells
 
-    pairs = [("venous_confirmation_due", "venous_confirmation_in_time"),
-             ("investigation_due", "investigation_in_time"),
-             ("case_management_due", "case_management_in_time")]
+    pairs = FOLLOWUP_PAIRS
     followups = [m for p in pairs for m in p]
     checks = [
         ("policy_lead_followup_by_zip", ["month"], "zip5",

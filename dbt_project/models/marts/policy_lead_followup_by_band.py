@@ -1,11 +1,9 @@
 """One row per month and band (and all bands, band = ALL): children confirmed and follow-up
 steps due and done in time with their shares, suppressed for publication like every table."""
 
-from pipelines.suppression import publish
+from pipelines.suppression import FOLLOWUP_PAIRS, publish
 
-PAIRS = [("venous_confirmation_due", "venous_confirmation_in_time"),
-         ("investigation_due", "investigation_in_time"),
-         ("case_management_due", "case_management_in_time")]
+PAIRS = FOLLOWUP_PAIRS
 
 
 def model(dbt, session):

@@ -2,12 +2,10 @@
 and follow-up steps due and done in time with their shares. Suppressed for publication: no
 count from 1 to 10 can be read or worked out (pipelines/suppression.py)."""
 
-from pipelines.suppression import publish
+from pipelines.suppression import FOLLOWUP_PAIRS, publish
 
 CHILDREN = ["children_tested", "children_elevated", "children_confirmed"]
-PAIRS = [("venous_confirmation_due", "venous_confirmation_in_time"),
-         ("investigation_due", "investigation_in_time"),
-         ("case_management_due", "case_management_in_time")]
+PAIRS = FOLLOWUP_PAIRS
 
 
 def model(dbt, session):
