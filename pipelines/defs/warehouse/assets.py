@@ -87,3 +87,14 @@ def plumbline_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource,
     dbt_vars = {"as_of": settings.as_of.isoformat()}
     with warehouse_lock(settings.data_dir):
         yield from dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context).stream()
+    prune_dbt_runs(settings.data_dir / "dbt_runs")
+
+
+def prune_dbt_runs(folder: Path, keep: int = 5) -> None:
+    """Each dbt invocation leaves its artifacts in a folder of its own (about 1.6 MB): keep the
+    newest few for debugging, not every run's forever."""
+    if not folder.is_dir():
+        return
+    runs = sorted((p for p in folder.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+    for old in runs[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
