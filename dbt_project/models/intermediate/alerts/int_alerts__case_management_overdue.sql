@@ -24,18 +24,7 @@ windows as (
 
 episodes as (
     select
-        c.person_id,
-        c.confirmation_date as episode_date,
-        c.band,
-        w.window_days,
-        w.rule_version,
-        c.confirmation_date + w.window_days as due_date,
-        c.confirming_test_key as evidence_test_key,
-        c.address_key,
-        c.zip5,
-        c.result_value,
-        c.sample_type_label,
-        c.next_confirmation_date as superseded_on,
+        {{ confirmation_episode_columns() }}
         (
             select min(s.service_date) from services as s
             where s.person_id = c.person_id and s.service_date >= c.confirmation_date
