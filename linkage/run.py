@@ -23,8 +23,7 @@ import pandas as pd
 
 from linkage import standardise as S
 from linkage.constraints import record_feedback_cannot_links, stored_cannot_links
-
-SEEDS = Path(__file__).resolve().parent.parent / "seeds"
+from pipelines.stores import SEEDS_DIR as SEEDS
 
 # One row per person-record, the latest version of each (SQL over the vault's raw tables).
 RECORDS_SQL = """

@@ -266,7 +266,6 @@ FEEDBACK = Feed(
 
 FEEDS: tuple[Feed, ...] = (HEALTH, INSPECTIONS, RESIDENTS, ENROLLMENT, SERVICES, CONTRACTS,
                            FEEDBACK)
-FEEDS_BY_NAME = {f.name: f for f in FEEDS}
 
 
 
@@ -289,10 +288,3 @@ def typed_row(feed: Feed, parsed: dict[str, Any]) -> dict[str, Any]:
             row[f.column], row[f"{f.column}_VALUE"], row[f"{f.column}_CENSORED"] = (
                 text, r.value, r.censored)
     return row
-
-
-def feed_for(folder: str, relative_path: str) -> Feed | None:
-    for f in FEEDS:
-        if f.folder == folder and f.match(relative_path):
-            return f
-    return None

@@ -12,9 +12,7 @@ from datetime import date
 
 import duckdb
 
-from pipelines.stores import REPO_ROOT
-
-SEEDS = REPO_ROOT / "seeds"
+from pipelines.stores import SEEDS_DIR as SEEDS
 
 LAST_EXTRACT_SQL = """
 select feed, max(extract_date) as last_extract

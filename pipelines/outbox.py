@@ -33,9 +33,8 @@ import duckdb
 import pandas as pd
 
 from pipelines.freshness import stale_by_agency
-from pipelines.stores import REPO_ROOT, Settings, connect, warehouse_lock
-
-SEEDS = REPO_ROOT / "seeds"
+from pipelines.stores import SEEDS_DIR as SEEDS
+from pipelines.stores import Settings, connect, warehouse_lock
 
 URGENCY = "case band when 'D' then 1 when 'C' then 2 when 'B' then 3 else 4 end, days_overdue desc"
 

@@ -27,6 +27,7 @@ log = logging.getLogger("plumbline")
 
 AGENCIES = ("health", "housing", "schools", "providers")
 REPO_ROOT = Path(__file__).resolve().parent.parent
+SEEDS_DIR = REPO_ROOT / "seeds"  # the rule tables: dbt seeds, also read by Python stages
 DEFAULT_DATA_DIR = REPO_ROOT / "data"
 
 
@@ -58,9 +59,13 @@ def data_dir_from_env() -> Path:
     return Path(os.environ.get("PLUMBLINE_DATA_DIR", DEFAULT_DATA_DIR)).resolve()
 
 
+def landing_from_env() -> Path:
+    return Path(os.environ.get("PLUMBLINE_LANDING", data_dir_from_env() / "landing")).resolve()
+
+
 def load_settings() -> Settings:
     data_dir = data_dir_from_env()
-    landing = Path(os.environ.get("PLUMBLINE_LANDING", data_dir / "landing")).resolve()
+    landing = landing_from_env()
     as_of_text = os.environ.get("PLUMBLINE_AS_OF", "").strip()
     as_of = date.fromisoformat(as_of_text) if as_of_text else date.today()
     return Settings(landing, data_dir, as_of, pseudonym_key(data_dir))

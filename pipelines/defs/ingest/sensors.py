@@ -2,7 +2,6 @@
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import dagster as dg
@@ -10,11 +9,7 @@ import duckdb
 
 from pipelines.feeds import FEEDS
 from pipelines.ingest import pending_files
-from pipelines.stores import data_dir_from_env
-
-
-def landing_from_env() -> Path:
-    return Path(os.environ.get("PLUMBLINE_LANDING", data_dir_from_env() / "landing")).resolve()
+from pipelines.stores import data_dir_from_env, landing_from_env
 
 
 def _already_read(data_dir: Path) -> set[tuple[str, str]]:
