@@ -79,6 +79,11 @@ def expectations_for(feed: Feed, today: date) -> list[gxe.Expectation]:
                 column=c, regex=r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$",
                 mostly=1.0, meta=_meta(f, "is not an ISO date and time such as "
                                           "2026-03-02T14:05:00")))
+        if f.unique:
+            out.append(gxe.ExpectColumnValuesToBeUnique(
+                column=c, mostly=1.0,
+                meta=_meta(f, "appears on more than one row of this file; each row needs its "
+                              "own, so every copy is rejected")))
         if f.kind == "bool":
             out.append(gxe.ExpectColumnValuesToBeInSet(
                 column=c, value_set=["true", "false", "TRUE", "FALSE", "True", "False"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from pipelines.defs.datalab.assets import datalab_assets
 from pipelines.defs.delivery.assets import alert_lists, published_outputs
 from pipelines.defs.ingest.assets import ingest_assets
 from pipelines.defs.ingest.checks import freshness_checks
@@ -24,7 +25,7 @@ from pipelines.defs.warehouse.assets import (
 
 defs = dg.Definitions(
     assets=[*ingest_assets, person_crosswalk, warehouse_sources, plumbline_dbt, alert_lists,
-            published_outputs],
+            published_outputs, *datalab_assets],
     asset_checks=freshness_checks,
     jobs=[weekly_alert_lists_job, daily_freshness_job],
     schedules=[weekly_alert_lists_schedule, daily_freshness_schedule],

@@ -36,6 +36,7 @@ class Field:
     fmt: str | None = None
     past_only: bool = True  # dates: not after the delivery's date
     pii: bool = False  # names, birth dates, street lines, partner ids: vault only
+    unique: bool = False  # unique within one file (a repeated value rejects every copy)
 
     @property
     def sql_type(self) -> str:
@@ -101,6 +102,9 @@ class Feed:
     fields: tuple[Field, ...]
     key: tuple[str, ...]  # columns identifying one record
     semantics: str  # "latest_reported" | "latest_extract" | "snapshot" | "incremental"
+    # "vault": rows join the vault's raw.<name> for good; "request": rows live in the request's
+    # own store (DATA_DIR/requests/<delivery_id>.duckdb) until the request is answered and erased
+    store: str = "vault"
 
     @property
     def columns(self) -> list[str]:
@@ -264,8 +268,24 @@ FEEDBACK = Feed(
     key=("alert_id", "recorded_at"), semantics="incremental",
 )
 
+DATALAB = Feed(
+    name="datalab__cohort", agency="*", folder="datalab",
+    pattern=re.compile(r"([A-Z0-9]+)/cohort_(\d{8})\.csv"),
+    fields=(
+        Field("record_id", "id", required=True, pii=True, unique=True),
+        _pii("client_first_name"),
+        _pii("client_last_name"),
+        _date("client_dob", "iso", pii=True),
+        _pii("client_address"),
+        Field("client_zip"),
+        _date("program_start", "iso", required=True),
+        Field("program", required=True),
+    ),
+    key=("record_id",), semantics="request", store="request",
+)
+
 FEEDS: tuple[Feed, ...] = (HEALTH, INSPECTIONS, RESIDENTS, ENROLLMENT, SERVICES, CONTRACTS,
-                           FEEDBACK)
+                           FEEDBACK, DATALAB)
 
 
 

@@ -57,6 +57,7 @@ class Delivery:
     rows: list[dict[str, Any]] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     duplicate_of: str = ""
+    answer: dict[str, Any] = field(default_factory=dict)  # a request's fate, on its receipt
 
     @property
     def agency(self) -> str:
@@ -155,6 +156,12 @@ def parse_delivery(delivery: Delivery, data: bytes, today: date) -> None:
         row = typed_row(feed, row)
         row["_line"], row["_raw"] = line, _raw(values)
         delivery.rows.append(row)
+    if feed.name == "datalab__cohort":
+        programs = sorted({r["program"] for r in delivery.rows})
+        if len(programs) > 1:
+            raise UnreadableDelivery(
+                f"the file names {len(programs)} programs; a request is about one program: "
+                "send one file per program")
 
 
 def _raw(values: list[str]) -> str:
@@ -179,15 +186,39 @@ create table if not exists ingest.rejected_rows (
     delivery_id varchar, file_name varchar, line integer, field varchar, reason varchar,
     raw_text varchar
 );
+create schema if not exists datalab;
+create table if not exists datalab.requests (
+    request_id varchar, provider varchar, program varchar, file_name varchar, path varchar,
+    sha256 varchar, received_at timestamp, status varchar, reason varchar,
+    rows_read integer, rows_accepted integer, rows_rejected integer,
+    linked integer, ambiguous integer, unlinked integer, duplicates integer,
+    eligible integer, matched integer, comparison_pool integer, comparison integer,
+    balance_ok boolean, figures_given boolean,
+    report_id varchar, report_path varchar, reported_at timestamp, erased_at timestamp
+);
+"""
+
+# A request's own store: its rows exist only here, and only until it is answered.
+REQUEST_DDL = """
+create schema if not exists raw;
+create schema if not exists ingest;
+create table if not exists ingest.rejected_rows (
+    delivery_id varchar, file_name varchar, line integer, field varchar, reason varchar,
+    raw_text varchar
+);
 """
 
 
 def ensure_vault(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(LEDGER_DDL)
     for feed in FEEDS:
-        cols = ", ".join(f'"{c.lower()}" {t}' for c, t in vault_columns(feed))
-        con.execute(
-            f"create table if not exists raw.{feed.name} (_delivery_id varchar, _line integer, "
+        if feed.store == "vault":
+            con.execute(raw_table_ddl(feed))
+
+
+def raw_table_ddl(feed: Feed) -> str:
+    cols = ", ".join(f'"{c.lower()}" {t}' for c, t in vault_columns(feed))
+    return (f"create table if not exists raw.{feed.name} (_delivery_id varchar, _line integer, "
             f"_extract_date date, {cols})")
 
 
@@ -232,10 +263,18 @@ def ingest_feed(settings: Settings, feed: Feed, only: list[str] | None = None) -
             seen = con.execute(
                 "select path from ingest.deliveries where sha256 = ? order by received_at",
                 [sha]).fetchall()
-            if any(p == relative for (p,) in seen):
-                continue  # this very file was read before: nothing to do
             below = relative.split("/", 1)[1]
             d = Delivery(feed, path, relative, sha, len(data), extract_date_of(feed, below))
+            if feed.store == "request":
+                answered = answered_request(con, sha)
+                if answered:  # answered and erased before: say so, do not analyse again
+                    answer_from_audit(settings, d, answered)
+                    _record(con, d, settings)
+                    write_receipt(settings, d)
+                    done.append(d)
+                    continue
+            if any(p == relative for (p,) in seen):
+                continue  # this very file was read before: nothing to do
             if seen:
                 d.status, d.duplicate_of = "DUPLICATE", seen[0][0].rsplit("/", 1)[-1]
                 d.reason = (f"the same bytes were delivered before as {d.duplicate_of}; "
@@ -249,10 +288,58 @@ def ingest_feed(settings: Settings, feed: Feed, only: list[str] | None = None) -
                     _quarantine_file(settings, d, data)
             if feed.name == "feedback__alert_feedback" and d.status == "ACCEPTED":
                 check_feedback_alerts(con, d)
-            _record(con, d)
+            if feed.store == "request":
+                describe_request(d)
+            _record(con, d, settings)
             write_receipt(settings, d)
+            if feed.store == "request" and d.status != "ACCEPTED":
+                # a rejected request is kept in quarantine, a duplicate copy is the pending
+                # request's bytes: either way the landing copy's names go no further
+                path.unlink(missing_ok=True)
             done.append(d)
     return done
+
+
+# ---------------------------------------------------------------- requests (the data lab)
+
+
+def answered_request(con: duckdb.DuckDBPyConnection, sha: str) -> dict[str, Any] | None:
+    row = con.execute(
+        "select request_id, report_id, report_path, reported_at, erased_at, file_name "
+        "from datalab.requests where sha256 = ? and erased_at is not null "
+        "order by erased_at limit 1", [sha]).fetchone()
+    if row is None:
+        return None
+    keys = ("request_id", "report_id", "report_path", "reported_at", "erased_at", "file_name")
+    return dict(zip(keys, row, strict=True))
+
+
+def answer_from_audit(settings: Settings, d: Delivery, answered: dict[str, Any]) -> None:
+    """The same bytes as a request already answered: point to its report, erase this copy."""
+    d.path.unlink(missing_ok=True)
+    erased = datetime.now(UTC).replace(tzinfo=None)
+    d.status, d.duplicate_of = "DUPLICATE", answered["file_name"]
+    d.reason = (f"the same bytes were answered before as {answered['file_name']} (report "
+                f"{answered['report_id']}, {answered['reported_at']:%Y-%m-%d}); they were not "
+                "analysed again, and this copy was erased on arrival")
+    d.answer = {"request_id": answered["request_id"], "report_id": answered["report_id"],
+                "report": answered["report_path"],
+                "answered_from_audit": True,
+                "erased_at": erased.isoformat(timespec="seconds"),
+                "first_erased_at": answered["erased_at"].isoformat(timespec="seconds")}
+
+
+def describe_request(d: Delivery) -> None:
+    """What happens next to an accepted request, for its receipt."""
+    if d.status == "ACCEPTED":
+        d.answer = {"request_id": d.delivery_id, "report_id": None, "erased_at": None,
+                    "next": "the data lab links these people, writes the report to "
+                            "outbox/<provider>/datalab/, then erases this file and every row "
+                            "made from it; this receipt is updated when that happened"}
+    elif d.status == "REJECTED":
+        d.answer = {"request_id": d.delivery_id, "erased_at": None,
+                    "next": "not analysed; the file is held in quarantine and erased when a "
+                            "corrected request from you has been answered"}
 
 
 def check_feedback_alerts(con: duckdb.DuckDBPyConnection, d: Delivery) -> None:
@@ -277,17 +364,50 @@ def check_feedback_alerts(con: duckdb.DuckDBPyConnection, d: Delivery) -> None:
     d.rows = kept
 
 
+def _record_request_rows(settings: Settings, d: Delivery) -> None:
+    """An accepted request's rows and rejected rows, in the request's own store only."""
+    cols = [c for c, _ in vault_columns(d.feed)]
+    frame = pd.DataFrame.from_records(
+        [[d.delivery_id, r["_line"], d.extract_date] + [r.get(c) for c in cols] for r in d.rows],
+        columns=["_delivery_id", "_line", "_extract_date"] + [c.lower() for c in cols])
+    with connect(settings.request_store(d.delivery_id)) as store:
+        store.execute(REQUEST_DDL)
+        store.execute(raw_table_ddl(d.feed))
+        store.execute(f"delete from raw.{d.feed.name}")  # a re-read after a crash starts clean
+        store.execute("delete from ingest.rejected_rows")
+        store.register("incoming", frame)
+        names = ", ".join(f'"{c}"' for c in frame.columns)
+        store.execute(f"insert into raw.{d.feed.name} ({names}) select {names} from incoming")
+        store.unregister("incoming")
+        if d.rejections:
+            store.executemany(
+                "insert into ingest.rejected_rows values (?, ?, ?, ?, ?, ?)",
+                [[d.delivery_id, d.path.name, r.line, r.field, r.reason, r.raw]
+                 for r in d.rejections])
+
+
 def _quarantine_file(settings: Settings, d: Delivery, data: bytes) -> None:
     target = settings.quarantine / d.agency / f"{d.delivery_id}_{d.path.name}"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(data)
 
 
-def _record(con: duckdb.DuckDBPyConnection, d: Delivery) -> None:
+def _record(con: duckdb.DuckDBPyConnection, d: Delivery, settings: Settings) -> None:
     now = datetime.now(UTC).replace(tzinfo=None)
+    if d.feed.store == "request" and d.status == "ACCEPTED":
+        _record_request_rows(settings, d)
     con.execute("begin transaction")
     try:
-        if d.rows:
+        if d.feed.store == "request":
+            if d.status == "ACCEPTED":
+                con.execute(
+                    "insert into datalab.requests (request_id, provider, program, file_name, "
+                    "path, sha256, received_at, status, rows_read, rows_accepted, "
+                    "rows_rejected) values (?, ?, ?, ?, ?, ?, ?, 'RECEIVED', ?, ?, ?)",
+                    [d.delivery_id, d.agency, d.rows[0]["program"] if d.rows else None,
+                     d.path.name, d.relative, d.sha256, now, d.rows_read, len(d.rows),
+                     d.rows_rejected])
+        elif d.rows:
             cols = [c for c, _ in vault_columns(d.feed)]
             frame = pd.DataFrame.from_records(
                 [[d.delivery_id, r["_line"], d.extract_date] + [r.get(c) for c in cols]
@@ -297,7 +417,7 @@ def _record(con: duckdb.DuckDBPyConnection, d: Delivery) -> None:
             names = ", ".join(f'"{c}"' for c in frame.columns)
             con.execute(f"insert into raw.{d.feed.name} ({names}) select {names} from incoming")
             con.unregister("incoming")
-        if d.rejections:
+        if d.rejections and d.feed.store == "vault":
             con.executemany(
                 "insert into ingest.rejected_rows values (?, ?, ?, ?, ?, ?)",
                 [[d.delivery_id, d.path.name, r.line, r.field, r.reason, r.raw]
@@ -334,7 +454,12 @@ def receipt_payload(d: Delivery) -> dict[str, Any]:
         "rejected_rows": [
             {"line": r.line, "field": r.field, "reason": r.reason} for r in d.rejections],
         "received_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **({"request": d.answer} if d.answer else {}),
     }
+
+
+def receipt_stem(file_name: str, sha256: str) -> str:
+    return f"{Path(file_name).stem}.{sha256[:8]}.receipt"
 
 
 def write_receipt(settings: Settings, d: Delivery) -> Path:
@@ -345,20 +470,43 @@ def write_receipt(settings: Settings, d: Delivery) -> Path:
     """
     folder = settings.outbox / d.agency / "receipts"
     folder.mkdir(parents=True, exist_ok=True)
-    stem = f"{Path(d.path.name).stem}.{d.sha256[:8]}.receipt"
-    payload = receipt_payload(d)
-    (folder / f"{stem}.json").write_text(json.dumps(payload, indent=2), encoding="utf-8")
+    return save_receipt(folder / f"{receipt_stem(d.path.name, d.sha256)}.json", receipt_payload(d))
+
+
+def save_receipt(target: Path, payload: dict[str, Any]) -> Path:
+    """Write (or rewrite, when a request's fate is known) a receipt's JSON and its text."""
+    target.write_text(json.dumps(payload, indent=2), encoding="utf-8")
+    status = payload["status"] + (f": {payload['reason']}" if payload["reason"] else "")
     lines = [
-        f"Receipt for {d.path.name} ({d.agency})",
-        f"Status: {d.status}" + (f": {d.reason}" if d.reason else ""),
-        f"Rows read: {d.rows_read}   accepted: {len(d.rows)}   rejected: {d.rows_rejected}",
+        f"Receipt for {payload['receipt_for']} ({payload['agency']})",
+        f"Status: {status}",
+        f"Rows read: {payload['rows_read']}   accepted: {payload['rows_accepted']}   "
+        f"rejected: {payload['rows_rejected']}",
     ]
-    if d.rejections:
+    if payload["rejected_rows"]:
         lines += ["", "Rejected rows (fix and re-send them in a new file):"]
-        lines += [f"  line {r.line}, {r.field}: {r.reason}" for r in d.rejections]
-    lines += ["", f"File fingerprint (SHA-256): {d.sha256}", f"Received: {payload['received_at']}"]
-    (folder / f"{stem}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return folder / f"{stem}.json"
+        lines += [f"  line {r['line']}, {r['field']}: {r['reason']}"
+                  for r in payload["rejected_rows"]]
+    lines += ["", f"File fingerprint (SHA-256): {payload['sha256']}",
+              f"Received: {payload['received_at']}"]
+    if payload.get("request"):
+        lines += ["", *request_lines(payload["request"])]
+    target.with_suffix(".txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return target
+
+
+def request_lines(answer: dict[str, Any]) -> list[str]:
+    """A data-lab request's fate in plain words, for the text receipt."""
+    lines = [f"Data-lab request {answer.get('request_id')}"]
+    if answer.get("report_id"):
+        lines.append(f"Report: {answer['report_id']} ({answer.get('report')})")
+    if answer.get("erased_at"):
+        lines.append(f"Erased: {answer['erased_at']} UTC. This file, its rows and every row made "
+                     "from them were deleted. What remains: the counts above, the file's "
+                     "fingerprint and the report.")
+    if answer.get("next"):
+        lines.append(f"Next: {answer['next']}")
+    return lines
 
 
 def summarize(deliveries: list[Delivery]) -> dict[str, int]:

@@ -4,6 +4,7 @@
     DATA_DIR/warehouse.duckdb   pseudonymous only: person_id, keyed pseudonyms, ages in months
     DATA_DIR/outbox/<agency>/   receipts and alert lists going back to partners
     DATA_DIR/quarantine/        rejected deliveries, kept byte for byte
+    DATA_DIR/requests/          a data-lab request's rows, only until it is answered and erased
 
 Settings come from the environment (`PLUMBLINE_*`), read in one place.
 """
@@ -53,6 +54,14 @@ class Settings:
     @property
     def quarantine(self) -> Path:
         return self.data_dir / "quarantine"
+
+    @property
+    def requests_dir(self) -> Path:
+        """Data-lab requests' own stores: identifiable, one file per open request."""
+        return self.data_dir / "requests"
+
+    def request_store(self, request_id: str) -> Path:
+        return self.requests_dir / f"{request_id}.duckdb"
 
 
 def data_dir_from_env() -> Path:

@@ -20,7 +20,7 @@ import pandas as pd
 from linkage.standardise import address_key, std_address, std_zip
 
 SRC_TABLES = ("health_tests", "housing_inspections", "housing_residents", "schools_enrollment",
-              "provider_services", "provider_contracts", "alert_feedback")
+              "provider_services", "provider_contracts", "alert_feedback", "persons")
 
 
 def pseudonym(key: bytes, kind: str, value: str) -> str:
@@ -128,6 +128,8 @@ def build_sources(vault: duckdb.DuckDBPyConnection, key: bytes) -> dict[str, pd.
 
     contracts = vault.execute(CONTRACTS_SQL).df()
     feedback = vault.execute(FEEDBACK_SQL).df()
+    # the data lab matches on sex; the birth date stays in the vault (ages come in months)
+    persons = vault.execute("select person_id, sex from linkage.persons").df()
 
     # the re-identification map stays in the vault
     rows = [(kind, pseudonym(key, kind, v), v) for kind, values in record_map for v in values]
@@ -137,7 +139,7 @@ def build_sources(vault: duckdb.DuckDBPyConnection, key: bytes) -> dict[str, pd.
     vault.unregister("pmap")
     return {"health_tests": health, "housing_inspections": insp, "housing_residents": res,
             "schools_enrollment": enr, "provider_services": svc, "provider_contracts": contracts,
-            "alert_feedback": feedback}
+            "alert_feedback": feedback, "persons": persons}
 
 
 def write_sources(warehouse: duckdb.DuckDBPyConnection, tables: dict[str, pd.DataFrame]) -> None:

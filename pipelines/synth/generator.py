@@ -58,6 +58,15 @@ CONTRACTS = [
     ("WIC-2025-002", "WIC", "City WIC Program", "NUTRITION", 390_000,
      "Children under 5 get nutrition counselling, including iron and calcium for lead."),
 ]
+# The programs providers ask the data lab about: (name, service recorded at the start, the
+# planted effect on the chance of a follow-up blood lead test within 180 days of the start).
+PROGRAMS = {
+    "HHN": ("Lead-Safe Home Nursing", "HOME_VISIT", 0.20),
+    "FSC": ("Family Home Visiting", "HOME_VISIT", 0.0),
+    "WIC": ("Lead Nutrition Classes", "NUTRITION", -0.15),
+}
+DATALAB_COLS = ["record_id", "client_first_name", "client_last_name", "client_dob",
+                "client_address", "client_zip", "program_start", "program"]
 # Per-provider habits the contract allows: date format and gender vocabulary.
 PROVIDER_DOB_FORMAT = {"HHN": "%Y-%m-%d", "FSC": "%m/%d/%Y", "WIC": "%Y-%m-%d"}
 PROVIDER_GENDER = {"HHN": {"M": "M", "F": "F"}, "FSC": {"M": "Male", "F": "Female"},
@@ -144,6 +153,7 @@ class City:
         self.services: list[dict] = []
         self.planted: list[dict] = []
         self.used_ids: dict[str, set[int]] = {}
+        self.lab_clients: dict[str, list[tuple[Person, date]]] = {}  # program -> (child, start)
 
     # ------------------------------------------------------------ ids and helpers
     def new_id(self, kind: str, width: int) -> int:
@@ -291,9 +301,12 @@ class City:
             if p.relationship != "CHILD" or p.tid in self._planted_ids:
                 continue
             ages = [(12, 0.75), (24, 0.6), (36, 0.15), (48, 0.12), (60, 0.1)]
+            followed_until = date.min  # a child in follow-up gets follow-up tests, not screens
             for months, prob in ages:
                 day = _months(p.dob, months) + timedelta(days=r.randint(-20, 40))
                 if not (self.start <= day <= last_day) or not self.chance(prob):
+                    continue
+                if day <= followed_until:
                     continue
                 stype = r.choices("CVU", weights=[72, 18, 10])[0]
                 result, value = self.screen_result()
@@ -317,6 +330,8 @@ class City:
                     self.add_test(p, confirm_day, "V", f"{cv}")
                     if cv < 3.5:
                         continue
+                    band = "A" if cv < 10 else "B" if cv < 20 else "C" if cv < 45 else "D"
+                    conf_w, inv_w, cm_w = windows[band]
                 u = r.random()
                 addr = p.household.address_on(confirm_day)
                 if u < 0.65:
@@ -336,9 +351,16 @@ class City:
                                          r.choice(["COMPLETED", "IN_PROGRESS"]), "Health Dept")
                     elif u < 0.67:
                         self.add_service(p, "HHN", "LEAD_CASE_MGMT", d, "NO_SHOW", "Health Dept")
-                retest = confirm_day + timedelta(days=r.randint(60, 120))
-                if retest <= last_day and self.chance(0.5):
+                # the follow-up test: its chance depends on the child (band, age) and on the
+                # program the child joined, whose planted effect the data lab must recover
+                program = self.join_program(p, band, confirm_day)
+                young = age_months(p.dob, confirm_day) < 24
+                chance = (0.40 + 0.12 * (band != "A") + 0.10 * young
+                          + (PROGRAMS[program][2] if program else 0.0))
+                retest = confirm_day + timedelta(days=r.randint(70, 170))
+                if retest <= last_day and self.chance(chance):
                     self.add_test(p, retest, "V", f"{round(value * r.uniform(0.3, 0.9), 1)}")
+                followed_until = confirm_day + timedelta(days=250)
         # routine and complaint inspections across the city
         for hh in r.sample(self.households, k=min(len(self.households), max(3, self.n // 60))):
             d = self.start + timedelta(days=r.randint(0, HISTORY_DAYS - 1))
@@ -365,6 +387,58 @@ class City:
             if p.relationship == "CHILD" and 0 <= age < 72 and self.chance(0.03):
                 d = self.as_of - timedelta(days=r.randint(1, 500))
                 self.add_service(p, "HHN", "HOME_VISIT", d, "COMPLETED", "pediatrician")
+
+    # ------------------------------------------------------------ data-lab programs
+    def join_program(self, p: Person, band: str, confirmed: date) -> str | None:
+        """Whether a child with a confirmed EBLL joins a provider's program, and its start.
+
+        Joining depends on the band and the child's age, as the follow-up test's own chance
+        does: a naive comparison is confounded, a matched one is not.
+        """
+        r = self.rng
+        young = age_months(p.dob, confirmed) < 24
+        high = band != "A"
+        chances = {"HHN": 0.12 + 0.08 * high + 0.04 * young, "FSC": 0.10 + 0.04 * young,
+                   "WIC": 0.08 + 0.03 * young + 0.02 * high}
+        u, program = r.random(), None
+        for code, c in chances.items():
+            if u < c:
+                program = code
+                break
+            u -= c
+        start = confirmed + timedelta(days=r.randint(7, 60))
+        if program is None or start > self.as_of - timedelta(days=1):
+            return None
+        self.lab_clients.setdefault(program, []).append((p, start))
+        self.add_service(p, program, PROGRAMS[program][1], start, "COMPLETED", "Health Dept")
+        return program
+
+    def cohort_rows(self, code: str) -> list[dict]:
+        """The provider's request: everyone it served in the program, as its own system has
+        them, plus a few it served who are in no city record (they cannot be linked)."""
+        r = self.rng
+        served = list(self.lab_clients.get(code, []))
+        for _ in range(max(2, len(served) // 30)):  # never tested, never enrolled in the city
+            hh = Household(f"H{self.new_id('household', 7)}", self.new_address(), assisted=False)
+            kid = Person(f"TL{self.new_id('labonly', 8)}", r.choice(N.FIRST_F + N.FIRST_M), "",
+                         r.choice(N.LAST), self.as_of - timedelta(days=r.randint(300, 1800)),
+                         r.choice("MF"), hh, "CHILD")
+            hh.members.append(kid)
+            served.append((kid, self.as_of - timedelta(days=r.randint(30, 600))))
+        r.shuffle(served)
+        rows = []
+        for p, start in served:
+            dob = self.messy_dob(p.dob)
+            addr = p.household.address_on(start)
+            rows.append({
+                "record_id": f"{code}-{self.new_id('lab' + code, 6)}",
+                "client_first_name": self.messy_first(p), "client_last_name": self.messy_last(p),
+                "client_dob": dob.isoformat() if dob else "",
+                "client_address": self.street_line(addr), "client_zip": self.zip_field(addr.zip),
+                "program_start": start.isoformat(), "program": PROGRAMS[code][0],
+                "_pid": p.tid, "_in_city": p.tid.startswith("TP"),
+            })
+        return rows
 
     # ------------------------------------------------------------ planted cases
     def planted_family(self, case: str, child_age_days: int, first: str | None = None,
@@ -836,6 +910,19 @@ def generate_city(out: Path, people: int = 1000, seed: int = 1, as_of: date | No
     for agency in ("health", "housing", "providers", "schools"):
         (landing / "feedback" / agency).mkdir(parents=True, exist_ok=True)
     (landing / "datalab").mkdir(parents=True, exist_ok=True)
+    # data-lab requests: each program's provider asks what its program changed
+    lab_truth = []
+    for code, (program, _, effect) in PROGRAMS.items():
+        rows = city.cohort_rows(code)
+        target = landing / "datalab" / code / f"cohort_{stamp(as_of)}.csv"
+        _write_csv(target, DATALAB_COLS, rows, rng)
+        lab_truth.append((code, program, str(target.relative_to(landing)), "follow_up_test_180d",
+                          f"{effect:+.2f}", len(rows), sum(1 for x in rows if x["_in_city"])))
+        cohort_truth = [(code, x["record_id"], x["_pid"], x["_in_city"]) for x in rows]
+        with open(truth / f"datalab_{code}.csv", "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh, lineterminator="\n")
+            w.writerow(["provider", "record_id", "true_person_id", "in_city"])
+            w.writerows(cohort_truth)
 
     # ground truth
     def write_truth(name: str, cols: list[str], rows: list) -> None:
@@ -850,6 +937,8 @@ def generate_city(out: Path, people: int = 1000, seed: int = 1, as_of: date | No
                   p.household.hid) for p in city.persons])
     write_truth("records.csv", ["source", "record_key", "true_person_id"], records)
     write_truth("planted_cases.csv", list(city.planted[0]), [list(c.values()) for c in city.planted])
+    write_truth("datalab_programs.csv", ["provider", "program", "file", "outcome_id",
+                                         "planted_effect", "cohort_rows", "in_city"], lab_truth)
     write_truth("expected_rejects.csv", ["file", "line", "field"],
                 [(r["file"], r["line"], r["field"]) for r in rejects])
     return {"landing": landing, "ground_truth": truth, "people": len(city.persons),

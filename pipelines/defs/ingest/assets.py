@@ -30,8 +30,11 @@ def _feed_asset(feed: Feed) -> dg.AssetsDefinition:
         owners=["team:data-engineering"],
         kinds={"duckdb", "csv"},
         description=(
-            f"Vault table raw.{feed.name}: every accepted row of {feed.agency}'s "
-            f"`{feed.folder}/{feed.pattern.pattern}` deliveries, with its delivery and line. "
+            (f"Vault table raw.{feed.name}: every accepted row of {feed.agency}'s "
+             if feed.store == "vault" else
+             "Data-lab requests: each accepted request's rows go to its own store "
+             "(DATA_DIR/requests/<request_id>.duckdb), erased once it is answered; from ")
+            + f"`{feed.folder}/{feed.pattern.pattern}` deliveries, with its delivery and line. "
             "Each new file is read once (known by its SHA-256), validated row by row, and "
             "answered with a receipt in outbox/<agency>/receipts/."
         ),

@@ -7,9 +7,23 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
+from pipelines.defs.datalab.assets import DATALAB_ASSET_KEYS
 from pipelines.feeds import FEEDS
 from pipelines.ingest import pending_files
 from pipelines.stores import data_dir_from_env, landing_from_env
+
+
+def _erased(data_dir: Path) -> set[str]:
+    """SHA-256 of every data-lab request answered and erased (a re-send is answered again)."""
+    vault = data_dir / "vault.duckdb"
+    if not vault.exists():
+        return set()
+    try:
+        with duckdb.connect(str(vault), read_only=True) as con:
+            return {s for (s,) in con.execute(
+                "select sha256 from datalab.requests where erased_at is not null").fetchall()}
+    except duckdb.Error:
+        return set()
 
 
 def _already_read(data_dir: Path) -> set[tuple[str, str]]:
@@ -40,7 +54,7 @@ def _sha256(path: Path) -> str:
     name="landing_sensor",
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    asset_selection=[f"raw_{f.name}" for f in FEEDS],
+    asset_selection=[*(dg.AssetKey(f"raw_{f.name}") for f in FEEDS), *DATALAB_ASSET_KEYS],
     description=(
         "Watches PLUMBLINE_LANDING. Each complete delivery file (never a `.part`) starts one run "
         "of its feed's ingest asset; the run key is the file's path and SHA-256, so a file is "
@@ -54,6 +68,7 @@ def landing_sensor(context: dg.SensorEvaluationContext):
     current: dict[str, list] = {}
     requests = []
     done = _already_read(data_dir_from_env())
+    erased = _erased(data_dir_from_env())
     for feed in FEEDS:
         for path in pending_files(landing, feed):
             relative = path.relative_to(landing).as_posix()
@@ -64,12 +79,21 @@ def landing_sensor(context: dg.SensorEvaluationContext):
             else:
                 sha = _sha256(path)
             current[relative] = [st.st_size, st.st_mtime_ns, sha]
-            if (relative, sha) in done:
-                continue  # read already (by a run by hand, or an earlier sensor run)
             asset = f"raw_{feed.name}"
+            selection = [dg.AssetKey(asset)]
+            run_key = f"{relative}@{sha[:16]}"
+            if feed.store == "request":
+                # a request's file is erased once answered: one still here is new, pending, or
+                # the same bytes sent again (answered from the audit row, then erased again)
+                if (relative, sha) in done and sha not in erased:
+                    continue  # pending: the lab's next run takes it on
+                selection += DATALAB_ASSET_KEYS
+                run_key += f"@{st.st_mtime_ns}"
+            elif (relative, sha) in done:
+                continue  # read already (by a run by hand, or an earlier sensor run)
             requests.append(dg.RunRequest(
-                run_key=f"{relative}@{sha[:16]}",
-                asset_selection=[dg.AssetKey(asset)],
+                run_key=run_key,
+                asset_selection=selection,
                 run_config={"ops": {asset: {"config": {"files": [relative]}}}},
                 tags={"plumbline/delivery": relative, "plumbline/sha256": sha[:16]},
             ))

@@ -6,19 +6,8 @@ with confirmations as (
     select * from {{ ref('int_lead_confirmations') }}
 ),
 
-inspections as (
-    select * from {{ ref('stg_housing__inspections') }}
-    where extract_date <= {{ as_of_date() }} and inspection_date <= {{ as_of_date() }}
-    qualify row_number() over (partition by inspection_key order by extract_date desc) = 1
-),
-
 qualifying as (
-    select i.address_key, i.inspection_date
-    from inspections as i
-    inner join {{ ref('qualifying_steps') }} as q
-        on q.rule_code = 'ENVIRONMENTAL_INVESTIGATION_OVERDUE'
-        and q.code_type = 'inspection_type'
-        and q.code = i.inspection_type
+    select * from {{ ref('int_lead_risk_assessments') }}
 ),
 
 windows as (

@@ -1,0 +1,197 @@
+"""A data-lab request's life: linked, analysed and reported, then erased.
+
+    RECEIVED  ingest accepted the file; its rows are in its own store (DATA_DIR/requests/)
+    LINKED    each row looked up among the integrated persons (nothing in the crosswalk changes)
+    REPORTED  the report is in outbox/<provider>/datalab/
+    ERASED    the file, its store and every row made from it are gone; the audit row remains
+
+Each step moves only requests that finished the step before, so a failed run leaves a request
+where it was (nothing is erased before its report exists) and the next run takes it on.
+The vault's `datalab.requests` row is the audit: hash, counts, report id, when it was erased.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from linkage.lookup import find_persons
+from linkage.run import linkage_setting, standardise_records
+from pipelines.datalab import matching as M
+from pipelines.datalab.report import Report, write_report
+from pipelines.ingest import receipt_stem, save_receipt
+from pipelines.stores import Settings, connect
+
+COHORT_SQL = """
+select 'datalab' as source, record_id as record_key, client_first_name as first_name,
+       null as middle_name, client_last_name as last_name, client_dob as dob, null as sex,
+       client_address as street_line, null as unit, client_zip as zip, null as medicaid_id,
+       null as patient_id, program_start
+from raw.datalab__cohort
+"""
+EVENT_MODEL = re.compile(r"int_datalab_events__[a-z0-9_]+")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def requests_in(vault: duckdb.DuckDBPyConnection, status: str) -> list[dict[str, Any]]:
+    frame = vault.execute("select * from datalab.requests where status = ? order by received_at",
+                          [status]).df()
+    return frame.to_dict("records")
+
+
+def _update(vault: duckdb.DuckDBPyConnection, request_id: str, **values: Any) -> None:
+    sets = ", ".join(f"{k} = ?" for k in values)
+    vault.execute(f"update datalab.requests set {sets} where request_id = ?",
+                  [*values.values(), request_id])
+
+
+# ---------------------------------------------------------------- linking
+
+
+def link_request(settings: Settings, vault: duckdb.DuckDBPyConnection, request: dict
+                 ) -> dict[str, int]:
+    """Look each cohort row up among the integrated persons; the links stay in the request's
+    store. Returns counts only."""
+    store_path = settings.request_store(request["request_id"])
+    with connect(store_path) as store:
+        raw = store.execute(COHORT_SQL).df()
+        if raw.empty:
+            links = pd.DataFrame(columns=["record_id", "person_id", "match_probability",
+                                          "status", "program_start"])
+        else:
+            records = standardise_records(raw.drop(columns=["program_start"]))
+            found = find_persons(vault, records, settings.data_dir / "linkage" /
+                                 "splink_model.json",
+                                 linkage_setting("match_probability_threshold"))
+            links = found.assign(record_id=raw["record_key"].to_numpy(),
+                                 program_start=raw["program_start"].to_numpy())
+        store.execute("create schema if not exists lab")
+        store.register("links", links[["record_id", "person_id", "match_probability", "status",
+                                       "program_start"]])
+        store.execute("create or replace table lab.links as select * from links")
+        store.unregister("links")
+    counts = {s.lower(): int((links["status"] == s).sum())
+              for s in ("LINKED", "UNLINKED", "AMBIGUOUS")}
+    _update(vault, request["request_id"], status="LINKED", **counts)
+    return counts
+
+
+# ---------------------------------------------------------------- analysing and reporting
+
+
+def analyse_request(settings: Settings, vault: duckdb.DuckDBPyConnection,
+                    warehouse: duckdb.DuckDBPyConnection, request: dict) -> dict[str, Any]:
+    """Match, compare and write the report. Returns counts and the report's id."""
+    cfg = M.lab_settings()
+    min_cell = M.min_published_count()
+    min_matched = int(cfg["min_matched"])
+    with connect(settings.request_store(request["request_id"]), read_only=True) as store:
+        cohort = store.execute(
+            "select person_id, program_start from lab.links where status = 'LINKED'").df()
+    children = warehouse.execute("select * from intermediate.int_datalab__children").df()
+    rule_windows = warehouse.execute("select * from intermediate.int_rule_windows").df()
+    pop = M.population(children, cohort, cfg)
+    pairs = M.match(pop, cfg, request["request_id"])
+    bal = M.balance(pop, pairs)
+    worst = [b for b in bal if not pd.isna(b["after"]) and abs(b["after"]) > cfg["max_abs_std_diff"]]
+    results = []
+    for outcome in M.outcome_definitions():
+        if not EVENT_MODEL.fullmatch(outcome["event_model"]):
+            raise ValueError(f"datalab_outcomes: {outcome['event_model']!r} is not an event "
+                             "model (int_datalab_events__<name>)")
+        events = warehouse.execute(
+            f"select person_id, event_date from intermediate.{outcome['event_model']}").df()
+        windows = M.pair_windows(pop, pairs, outcome, rule_windows)
+        results.append(M.estimate(windows, events, settings.as_of, outcome, cfg, min_cell))
+
+    matched = len(pairs)
+    if matched < min_matched:
+        how_many = f"Only {matched}" if matched >= min_cell else f"Fewer than {min_cell}"
+        figures, headline = False, (
+            f"{how_many} of the children you sent could be matched to similar children who "
+            f"were not in the program; at least {min_matched} are needed for a fair "
+            "comparison, so this report gives no figures.")
+    elif worst:
+        names = ", ".join(f"{b['covariate']} ({b['after']:+.2f})" for b in worst[:4])
+        figures, headline = False, (
+            f"After matching, the two groups still differ on {names}: a comparison would not "
+            "be fair, so this report gives no figures.")
+    else:
+        figures, headline = True, (
+            f"{matched} children in the program were compared with {matched} similar children "
+            "with a confirmed elevated blood lead level who were not in it.")
+    counts = {"rows_sent": int(request["rows_read"]),
+              "rows_rejected": int(request["rows_rejected"]),
+              "linked": int(request["linked"]), "unlinked": int(request["unlinked"]),
+              "ambiguous": int(request["ambiguous"]), "duplicates": pop.duplicates,
+              "eligible": len(pop.treated), "not_eligible": pop.not_eligible,
+              "matched": matched, "comparison": matched, "comparison_pool": len(pop.pool)}
+    report_id = f"DL-{request['provider']}-{settings.as_of:%Y%m%d}-{request['request_id'][:8]}"
+    rep = Report(report_id, request["provider"], request["program"] or "(no rows)",
+                 request["file_name"], request["received_at"], settings.as_of, counts, bal,
+                 not worst, results, figures, headline, min_cell, cfg["max_abs_std_diff"])
+    target = write_report(settings.outbox / request["provider"] / "datalab", rep, min_matched)
+    _update(vault, request["request_id"], status="REPORTED", duplicates=pop.duplicates,
+            eligible=len(pop.treated), matched=matched, comparison_pool=len(pop.pool),
+            comparison=matched, balance_ok=not worst, figures_given=figures,
+            report_id=report_id, report_path=target.relative_to(settings.outbox).as_posix(),
+            reported_at=_now())
+    return {"report_id": report_id, "matched": matched, "figures_given": figures,
+            "calls": {r.outcome_id: r.call for r in results}}
+
+
+# ---------------------------------------------------------------- erasure
+
+
+def erase_request(settings: Settings, vault: duckdb.DuckDBPyConnection, request: dict
+                  ) -> datetime:
+    """Delete the request's file and everything made from it; keep the audit row.
+
+    Gone: the landing copy (if it still holds these bytes), the provider's quarantined request
+    files, the request's own store (rows, rejected rows' text, links). Kept: the vault's
+    `datalab.requests` row (hash, counts, report id, erased_at) and the report.
+    """
+    import hashlib
+
+    landing_copy = settings.landing / request["path"]
+    if landing_copy.exists() and hashlib.sha256(landing_copy.read_bytes()).hexdigest() == \
+            request["sha256"]:
+        landing_copy.unlink()
+    for held in (settings.quarantine / request["provider"]).glob("*cohort_*.csv"):
+        held.unlink()
+    store = settings.request_store(request["request_id"])
+    for path in (store, store.with_name(store.name + ".wal")):
+        path.unlink(missing_ok=True)
+    erased_at = _now()
+    _update(vault, request["request_id"], status="ERASED", erased_at=erased_at)
+    receipt = (settings.outbox / request["provider"] / "receipts" /
+               f"{receipt_stem(request['file_name'], request['sha256'])}.json")
+    if receipt.exists():
+        payload = json.loads(receipt.read_text(encoding="utf-8"))
+        payload["request"] = {
+            "request_id": request["request_id"], "report_id": request["report_id"],
+            "report": request["report_path"], "answered_from_audit": False,
+            "erased_at": erased_at.isoformat(timespec="seconds")}
+        save_receipt(receipt, payload)
+    return erased_at
+
+
+def erase_answered(settings: Settings, vault: duckdb.DuckDBPyConnection) -> list[str]:
+    done = []
+    for request in requests_in(vault, "REPORTED"):
+        erase_request(settings, vault, request)
+        done.append(request["request_id"])
+    return done
+
+
+def report_path(settings: Settings, request: dict) -> Path:
+    return settings.outbox / request["report_path"]

@@ -1,0 +1,108 @@
+"""The data lab as assets: link each new request, report on it, then erase it.
+
+Only counts reach Dagster metadata and logs: never a record id, a name or a person_id.
+"""
+
+import dagster as dg
+from dagster_dbt import get_asset_key_for_model
+
+from pipelines.datalab.requests import (
+    analyse_request,
+    erase_answered,
+    link_request,
+    requests_in,
+)
+from pipelines.defs.resources import PlumblineSettings
+from pipelines.defs.warehouse.assets import plumbline_dbt
+from pipelines.ingest import ensure_vault
+from pipelines.stores import connect
+
+LAB_MODELS = ("int_datalab__children", "int_datalab_events__blood_lead_test",
+              "int_datalab_events__test_below_confirmed_band",
+              "int_datalab_events__environmental_investigation",
+              "int_datalab_events__developmental_screen", "int_rule_windows")
+
+
+@dg.asset(
+    group_name="datalab",
+    owners=["team:data-engineering"],
+    kinds={"duckdb", "splink"},
+    deps=["raw_datalab__cohort", "person_crosswalk"],
+    description=(
+        "Each new data-lab request's rows looked up among the integrated persons with the "
+        "city's trained linkage model. The links stay in the request's own store; "
+        "linkage.person_crosswalk and every person_id are left exactly as they were."
+    ),
+)
+def datalab_links(context: dg.AssetExecutionContext, plumbline: PlumblineSettings
+                  ) -> dg.MaterializeResult:
+    settings = plumbline.settings()
+    totals = {"requests": 0, "linked": 0, "unlinked": 0, "ambiguous": 0}
+    with connect(settings.vault_path) as vault:
+        ensure_vault(vault)
+        for request in requests_in(vault, "RECEIVED"):
+            counts = link_request(settings, vault, request)
+            totals["requests"] += 1
+            for k, v in counts.items():
+                totals[k] += v
+            context.log.info(f"request {request['request_id']}: " +
+                             ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return dg.MaterializeResult(metadata={k: dg.MetadataValue.int(v) for k, v in totals.items()})
+
+
+@dg.asset(
+    group_name="datalab",
+    owners=["team:data-engineering"],
+    kinds={"json", "html"},
+    deps=["datalab_links", *(get_asset_key_for_model([plumbline_dbt], m) for m in LAB_MODELS)],
+    description=(
+        "outbox/<provider>/datalab/<report_id>.json and .html for each linked request: the "
+        "cohort against a matched comparison, balance before and after, each outcome of "
+        "seeds/datalab_outcomes.csv with its difference and 95% interval, in plain sentences."
+    ),
+)
+def datalab_reports(context: dg.AssetExecutionContext, plumbline: PlumblineSettings
+                    ) -> dg.MaterializeResult:
+    settings = plumbline.settings()
+    if not settings.warehouse_path.exists():
+        raise RuntimeError("the warehouse has not been built yet: run the whole graph once "
+                           "before the data lab can answer requests")
+    reports = []
+    with connect(settings.vault_path) as vault, \
+            connect(settings.warehouse_path, read_only=True) as warehouse:
+        for request in requests_in(vault, "LINKED"):
+            out = analyse_request(settings, vault, warehouse, request)
+            reports.append(out)
+            context.log.info(f"{out['report_id']}: matched {out['matched']}, figures "
+                             f"{'given' if out['figures_given'] else 'withheld'}")
+    return dg.MaterializeResult(metadata={
+        "reports": dg.MetadataValue.int(len(reports)),
+        "with_figures": dg.MetadataValue.int(sum(r["figures_given"] for r in reports)),
+        "report_ids": dg.MetadataValue.json([r["report_id"] for r in reports])})
+
+
+@dg.asset(
+    group_name="datalab",
+    owners=["team:data-engineering"],
+    kinds={"duckdb"},
+    deps=["datalab_reports"],
+    description=(
+        "Erasure of every reported request: its landing file, its quarantined copies, its own "
+        "store (rows, rejected rows, links). The vault's datalab.requests keeps the audit row "
+        "(hash, counts, report id, erased_at) and the receipt is rewritten to say when."
+    ),
+)
+def datalab_erasure(context: dg.AssetExecutionContext, plumbline: PlumblineSettings
+                    ) -> dg.MaterializeResult:
+    settings = plumbline.settings()
+    with connect(settings.vault_path) as vault:
+        ensure_vault(vault)
+        erased = erase_answered(settings, vault)
+        pending = len(requests_in(vault, "RECEIVED")) + len(requests_in(vault, "LINKED"))
+    context.log.info(f"erased {len(erased)} answered requests; {pending} still open")
+    return dg.MaterializeResult(metadata={"erased": dg.MetadataValue.int(len(erased)),
+                                          "still_open": dg.MetadataValue.int(pending)})
+
+
+datalab_assets = [datalab_links, datalab_reports, datalab_erasure]
+DATALAB_ASSET_KEYS = [a.key for a in datalab_assets]
