@@ -2,6 +2,7 @@
 
     plumbline generate OUT --people N --seed S --as-of DATE [--mess clean|normal|messy]
     plumbline run          materialize every asset from PLUMBLINE_LANDING into PLUMBLINE_DATA_DIR
+    plumbline datalab      answer pending data-lab requests on the warehouse as last built
     plumbline demo         generate a small city into the data dir and run it
 
 `run` uses the same Definitions the Dagster UI loads; its runs are recorded in
@@ -67,8 +68,8 @@ def open_instance():
         yield instance
 
 
-def run_pipeline(settings: Settings) -> bool:
-    """Materialize the whole asset graph once, in this process."""
+def run_pipeline(settings: Settings, selection: list | None = None) -> bool:
+    """Materialize the whole asset graph once (or the assets in `selection`), in this process."""
     os.environ["PLUMBLINE_DATA_DIR"] = str(settings.data_dir)
     os.environ["PLUMBLINE_LANDING"] = str(settings.landing)
     os.environ["PLUMBLINE_AS_OF"] = settings.as_of.isoformat()
@@ -85,7 +86,7 @@ def run_pipeline(settings: Settings) -> bool:
     with open_instance() as instance, open(log_file, "w") as log, \
             contextlib.redirect_stdout(log):
         result = job.execute_in_process(
-            instance=instance, raise_on_error=False,
+            instance=instance, raise_on_error=False, asset_selection=selection,
             # the summary below is what a person reads; step logs stay in the UI's run view
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
     if not result.success:
@@ -119,6 +120,7 @@ def summary(settings: Settings) -> str:
     lines.append("Open alerts: " + ", ".join(
         f"{a} {alerts.get(a, 0)}" for a in AGENCIES if a != "schools"))
     lines.append(f"Outbox (alert lists and receipts): {settings.outbox}")
+    lines.append(datalab_summary(settings))
     return "\n".join(lines)
 
 
@@ -133,6 +135,43 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("The run failed; see the step errors above.", file=sys.stderr)
         return 1
     print(summary(settings))
+    return 0
+
+
+def datalab_summary(settings: Settings) -> str:
+    """Each data-lab request: counts, its report and when it was erased (no identities)."""
+    with duckdb.connect(str(settings.vault_path), read_only=True) as vault:
+        rows = vault.execute(
+            "select provider, file_name, status, rows_read, linked, matched, figures_given, "
+            "report_path, erased_at from datalab.requests order by received_at").fetchall()
+    if not rows:
+        return "Data lab: no requests"
+    lines = ["Data lab (provider, request: status; rows sent, linked, matched; report):"]
+    for provider, name, status, sent, linked, matched, figures, report, erased in rows:
+        lines.append(
+            f"  {provider:<5} {name}: {status}; {sent} sent, {linked} linked, {matched} matched; "
+            + (f"{'figures' if figures else 'no figures'} in outbox/{report}" if report
+               else "no report yet")
+            + (f"; erased {erased:%Y-%m-%d %H:%M}" if erased else ""))
+    return "\n".join(lines)
+
+
+def cmd_datalab(args: argparse.Namespace) -> int:
+    """Answer pending data-lab requests without rebuilding the warehouse (the sensor's run)."""
+    from pipelines.defs.datalab.assets import DATALAB_ASSET_KEYS
+    from dagster import AssetKey
+
+    settings = load_settings()
+    if not settings.warehouse_path.exists():
+        print("The warehouse has not been built yet: run `plumbline run` once first.",
+              file=sys.stderr)
+        return 2
+    ok = run_pipeline(settings, [AssetKey("raw_datalab__cohort"), *DATALAB_ASSET_KEYS])
+    if not ok:
+        print("The data-lab run failed; nothing was erased. See the step errors above.",
+              file=sys.stderr)
+        return 1
+    print(datalab_summary(settings))
     return 0
 
 
@@ -203,10 +242,15 @@ def main(argv: list[str] | None = None) -> int:
     r.set_defaults(func=cmd_run)
 
     d = sub.add_parser("demo", help="generate a small city into the data dir and run it")
-    d.add_argument("--people", type=int, default=2000)
+    # big enough for the data lab's programs to have 60+ matched children each
+    d.add_argument("--people", type=int, default=60000)
     d.add_argument("--seed", type=int, default=7)
     d.add_argument("--as-of", type=_date, default=None)
     d.set_defaults(func=cmd_demo)
+
+    lab = sub.add_parser("datalab", help="answer pending data-lab requests (link, report, "
+                                         "erase) on the warehouse as last built")
+    lab.set_defaults(func=cmd_datalab)
 
     e = sub.add_parser("explain", help="why a person's records were linked (no names shown)")
     e.add_argument("person_id")

@@ -102,7 +102,6 @@ def analyse_request(settings: Settings, vault: duckdb.DuckDBPyConnection,
     pop = M.population(children, cohort, cfg)
     pairs = M.match(pop, cfg, request["request_id"])
     bal = M.balance(pop, pairs)
-    worst = [b for b in bal if not pd.isna(b["after"]) and abs(b["after"]) > cfg["max_abs_std_diff"]]
     results = []
     for outcome in M.outcome_definitions():
         if not EVENT_MODEL.fullmatch(outcome["event_model"]):
@@ -114,21 +113,8 @@ def analyse_request(settings: Settings, vault: duckdb.DuckDBPyConnection,
         results.append(M.estimate(windows, events, settings.as_of, outcome, cfg, min_cell))
 
     matched = len(pairs)
-    if matched < min_matched:
-        how_many = f"Only {matched}" if matched >= min_cell else f"Fewer than {min_cell}"
-        figures, headline = False, (
-            f"{how_many} of the children you sent could be matched to similar children who "
-            f"were not in the program; at least {min_matched} are needed for a fair "
-            "comparison, so this report gives no figures.")
-    elif worst:
-        names = ", ".join(f"{b['covariate']} ({b['after']:+.2f})" for b in worst[:4])
-        figures, headline = False, (
-            f"After matching, the two groups still differ on {names}: a comparison would not "
-            "be fair, so this report gives no figures.")
-    else:
-        figures, headline = True, (
-            f"{matched} children in the program were compared with {matched} similar children "
-            "with a confirmed elevated blood lead level who were not in it.")
+    figures, headline = verdict(matched, bal, cfg, min_cell)
+    worst = unbalanced(bal, cfg)
     counts = {"rows_sent": int(request["rows_read"]),
               "rows_rejected": int(request["rows_rejected"]),
               "linked": int(request["linked"]), "unlinked": int(request["unlinked"]),
@@ -147,6 +133,31 @@ def analyse_request(settings: Settings, vault: duckdb.DuckDBPyConnection,
             reported_at=_now())
     return {"report_id": report_id, "matched": matched, "figures_given": figures,
             "calls": {r.outcome_id: r.call for r in results}}
+
+
+def unbalanced(bal: list[dict], cfg: dict[str, float]) -> list[dict]:
+    return [b for b in bal if not pd.isna(b["after"]) and abs(b["after"]) > cfg["max_abs_std_diff"]]
+
+
+def verdict(matched: int, bal: list[dict], cfg: dict[str, float], min_cell: int
+            ) -> tuple[bool, str]:
+    """Whether the report gives figures, and the sentence that says why (or why not)."""
+    min_matched = int(cfg["min_matched"])
+    if matched < min_matched:
+        how_many = f"Only {matched}" if matched >= min_cell else f"Fewer than {min_cell}"
+        return False, (
+            f"{how_many} of the children you sent could be matched to similar children who "
+            f"were not in the program; at least {min_matched} are needed for a fair "
+            "comparison, so this report gives no figures.")
+    worst = unbalanced(bal, cfg)
+    if worst:
+        names = ", ".join(f"{b['covariate']} ({b['after']:+.2f})" for b in worst[:4])
+        return False, (
+            f"After matching, the two groups still differ on {names}: a comparison would not "
+            "be fair, so this report gives no figures.")
+    return True, (
+        f"{matched} children in the program were compared with {matched} similar children "
+        "with a confirmed elevated blood lead level who were not in it.")
 
 
 # ---------------------------------------------------------------- erasure

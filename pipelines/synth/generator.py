@@ -418,10 +418,16 @@ class City:
         them, plus a few it served who are in no city record (they cannot be linked)."""
         r = self.rng
         served = list(self.lab_clients.get(code, []))
-        for _ in range(max(2, len(served) // 30)):  # never tested, never enrolled in the city
+        city_names = {n for q in self.persons for n in (q.last, q.alt_last) if n}
+        for _ in range(max(3, len(served) // 30)):  # never tested, never enrolled in the city
             hh = Household(f"H{self.new_id('household', 7)}", self.new_address(), assisted=False)
+            # a family name no city record holds, so a search for it finds only this request
+            last = f"{r.choice(N.LAST)}-{r.choice(N.LAST)}"
+            while last in city_names:
+                last = f"{r.choice(N.LAST)}-{r.choice(N.LAST)}"
+            city_names.add(last)
             kid = Person(f"TL{self.new_id('labonly', 8)}", r.choice(N.FIRST_F + N.FIRST_M), "",
-                         r.choice(N.LAST), self.as_of - timedelta(days=r.randint(300, 1800)),
+                         last, self.as_of - timedelta(days=r.randint(300, 1800)),
                          r.choice("MF"), hh, "CHILD")
             hh.members.append(kid)
             served.append((kid, self.as_of - timedelta(days=r.randint(30, 600))))
@@ -430,13 +436,15 @@ class City:
         for p, start in served:
             dob = self.messy_dob(p.dob)
             addr = p.household.address_on(start)
+            in_city = p.tid.startswith("TP")
             rows.append({
                 "record_id": f"{code}-{self.new_id('lab' + code, 6)}",
-                "client_first_name": self.messy_first(p), "client_last_name": self.messy_last(p),
+                "client_first_name": self.messy_first(p),
+                "client_last_name": self.messy_last(p) if in_city else p.last,
                 "client_dob": dob.isoformat() if dob else "",
                 "client_address": self.street_line(addr), "client_zip": self.zip_field(addr.zip),
                 "program_start": start.isoformat(), "program": PROGRAMS[code][0],
-                "_pid": p.tid, "_in_city": p.tid.startswith("TP"),
+                "_pid": p.tid, "_in_city": in_city,
             })
         return rows
 
@@ -918,10 +926,12 @@ def generate_city(out: Path, people: int = 1000, seed: int = 1, as_of: date | No
         _write_csv(target, DATALAB_COLS, rows, rng)
         lab_truth.append((code, program, str(target.relative_to(landing)), "follow_up_test_180d",
                           f"{effect:+.2f}", len(rows), sum(1 for x in rows if x["_in_city"])))
-        cohort_truth = [(code, x["record_id"], x["_pid"], x["_in_city"]) for x in rows]
+        cohort_truth = [(code, x["record_id"], x["_pid"], x["_in_city"], x["client_first_name"],
+                         x["client_last_name"], x["client_dob"]) for x in rows]
         with open(truth / f"datalab_{code}.csv", "w", newline="", encoding="utf-8") as fh:
             w = csv.writer(fh, lineterminator="\n")
-            w.writerow(["provider", "record_id", "true_person_id", "in_city"])
+            w.writerow(["provider", "record_id", "true_person_id", "in_city", "first_name",
+                        "last_name", "dob"])
             w.writerows(cohort_truth)
 
     # ground truth
