@@ -17,9 +17,7 @@ import duckdb
 import pandas as pd
 
 from linkage import standardise as S
-from linkage.model import LINK_COLUMNS
-
-from splink import DuckDBAPI, Linker  # noqa: E402  (linkage.model silenced Splink's logger)
+from linkage.model import LINK_COLUMNS  # it silences Splink's logger before Splink loads
 
 PERSON_RECORDS_SQL = """
 select unique_id, first_name, middle_name, last_name, dob, sex, address_key, street_key, zip,
@@ -40,6 +38,8 @@ def find_persons(vault: duckdb.DuckDBPyConnection, records: pd.DataFrame, model_
     Returns unique_id, person_id (None unless exactly one person matched), match_probability
     (the best), and status: LINKED, UNLINKED or AMBIGUOUS.
     """
+    from splink import DuckDBAPI, Linker  # after linkage.model has silenced Splink's logger
+
     if not model_path.exists():
         raise RuntimeError("there is no trained linkage model yet: run the linkage stage first")
     existing = vault.execute(PERSON_RECORDS_SQL).df()

@@ -158,8 +158,9 @@ def datalab_summary(settings: Settings) -> str:
 
 def cmd_datalab(args: argparse.Namespace) -> int:
     """Answer pending data-lab requests without rebuilding the warehouse (the sensor's run)."""
-    from pipelines.defs.datalab.assets import DATALAB_ASSET_KEYS
     from dagster import AssetKey
+
+    from pipelines.defs.datalab.assets import DATALAB_ASSET_KEYS
 
     settings = load_settings()
     if not settings.warehouse_path.exists():

@@ -480,8 +480,8 @@ def save_receipt(target: Path, payload: dict[str, Any]) -> Path:
     lines = [
         f"Receipt for {payload['receipt_for']} ({payload['agency']})",
         f"Status: {status}",
-        f"Rows read: {payload['rows_read']}   accepted: {payload['rows_accepted']}   "
-        f"rejected: {payload['rows_rejected']}",
+        (f"Rows read: {payload['rows_read']}   accepted: {payload['rows_accepted']}   "
+         f"rejected: {payload['rows_rejected']}"),
     ]
     if payload["rejected_rows"]:
         lines += ["", "Rejected rows (fix and re-send them in a new file):"]

@@ -223,7 +223,7 @@ def test_a_request_naming_two_programs_is_rejected_whole_and_held(lab, pipeline_
 
 def test_the_landing_sensor_runs_the_lab_for_a_request(lab, pipeline_run: Run,
                                                        monkeypatch) -> None:
-    data, landing, env = lab
+    _data, landing, env = lab
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     write_request(landing, pipeline_run)

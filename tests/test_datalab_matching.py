@@ -95,7 +95,7 @@ def test_too_few_matched_or_unbalanced_groups_give_no_figures() -> None:
 
 
 def test_a_wide_caliper_lets_unlike_children_in_and_balance_shows_it() -> None:
-    children, cohort, events = city(seed=4, effect=0.0)
+    children, cohort, _events = city(seed=4, effect=0.0)
     # the cohort is much older than everyone else
     older = children["person_id"].isin(cohort["person_id"])
     children.loc[older, "age_months"] = children.loc[older, "age_months"] + 30

@@ -24,7 +24,6 @@ import matplotlib.pyplot as plt
 
 from pipelines.datalab.matching import OutcomeResult
 
-
 OWN_COUNTS = {"rows_sent", "rows_rejected"}  # the provider's own numbers, on its receipt too
 
 
