@@ -153,6 +153,16 @@ def write_ocds(settings: Settings, contracts: pd.DataFrame, outcomes: pd.DataFra
 # ---------------------------------------------------------------- charts and pages
 
 
+def figure_png(fig) -> bytes:
+    """A finished chart as PNG bytes, spines trimmed, and the figure closed."""
+    fig.axes[0].spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
 def personal_best_chart(agency: str, frame: pd.DataFrame) -> bytes:
     """A run chart of the agency's own share of steps taken in time, month by month: its
     median line, its best month marked, the latest month highlighted. No other agency."""
@@ -183,12 +193,7 @@ def personal_best_chart(agency: str, frame: pd.DataFrame) -> bytes:
     ax.set_ylabel("% of steps taken in time")
     ax.set_title(f"{agency}: your own timeliness, month by month")
     ax.legend(loc="lower left", fontsize=8, frameon=False)
-    ax.spines[["top", "right"]].set_visible(False)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig)
 
 
 def write_personal_best(settings: Settings, agency: str, frame: pd.DataFrame) -> Path:
@@ -226,11 +231,7 @@ def write_index(settings: Settings, tables: dict[str, pd.DataFrame], package: Pa
     ax.bar(pd.to_datetime(city["month"]), city["children_tested"].astype("float"), width=20,
            color="#3b6ea5")
     ax.set_title("Children tested for lead each month (city)")
-    ax.spines[["top", "right"]].set_visible(False)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
+    tested_png = figure_png(fig)
     latest = by_zip["month"].max() if len(by_zip) else ""
     links = "".join(f'<li><a href="../{a}/personal_best.html">{html.escape(a)}</a></li>'
                     for a in sorted(charts))
@@ -243,7 +244,7 @@ text-align:right}} th{{background:#f3f3f3}}</style></head><body>
 <p>Counts from 1 to 10 are shown as – (suppressed), together with any figure that would let
 them be worked out. All figures are aggregate; no child can be identified here.</p>
 <h2>Children tested, by month</h2>
-<img alt="children tested each month" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">
+<img alt="children tested each month" src="data:image/png;base64,{base64.b64encode(tested_png).decode()}">
 {_table(city.tail(12), ["month", "children_tested", "children_elevated", "children_confirmed",
                         "share_venous_confirmation_in_time", "share_investigation_in_time",
                         "share_case_management_in_time"])}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from datetime import date, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -118,3 +120,51 @@ def test_outcome_windows_must_have_run_their_course_and_small_cells_are_suppress
     few = events[~events["person_id"].isin(pairs["treated"])].copy()
     few = pd.concat([few, events[events["person_id"].isin(pairs["treated"])].head(5)])
     assert M.estimate(windows, few, AS_OF, FOLLOW_UP, cfg, 11).call == "suppressed"
+
+
+def test_a_report_with_figures_prints_on_one_page_with_its_sentences(tmp_path) -> None:
+    """The page a program manager reads: Debian's Chromium prints it to one A4 page."""
+    from datetime import datetime
+
+    from playwright.sync_api import sync_playwright
+
+    from pipelines.datalab.report import Report, write_report
+    from pipelines.datalab.requests import verdict
+    from tests.test_ui_browser import ARGS, CHROMIUM
+
+    children, cohort, events = city(seed=1, effect=0.2)
+    cfg = M.lab_settings()
+    pop = M.population(children, cohort, cfg)
+    pairs = M.match(pop, cfg, "page")
+    bal = M.balance(pop, pairs)
+    results = []
+    for outcome, evts in ((FOLLOW_UP, events),
+                          (dict(FOLLOW_UP, outcome_id="later", label="had a later visit"),
+                           events.iloc[::2])):
+        windows = M.pair_windows(pop, pairs, outcome, RULES)
+        results.append(M.estimate(windows, evts, AS_OF, outcome, cfg, 11))
+    figures, headline = verdict(len(pairs), bal, cfg, 11)
+    counts = {"rows_sent": len(cohort), "rows_rejected": 0, "linked": len(cohort),
+              "unlinked": 0, "ambiguous": 0, "eligible": len(pop.treated),
+              "matched": len(pairs), "comparison": len(pairs), "comparison_pool": len(pop.pool)}
+    rep = Report("DL-HHN-20261124-test", "HHN", "Lead-Safe Home Nursing", "cohort_20261124.csv",
+                 datetime(2026, 11, 24, 9), AS_OF, counts, bal, True, results, figures,
+                 headline, 11, cfg["max_abs_std_diff"])
+    target = write_report(tmp_path, rep, 60).with_suffix(".html")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page()
+        page.goto(target.as_uri())
+        text = page.inner_text("body")
+        pdf = page.pdf(format="A4", print_background=True)
+        if os.environ.get("PLUMBLINE_SCREENSHOTS"):
+            shots = Path(os.environ["PLUMBLINE_SCREENSHOTS"])
+            shots.mkdir(parents=True, exist_ok=True)
+            page.set_viewport_size({"width": 900, "height": 1200})
+            page.screenshot(path=str(shots / "datalab_report.png"), full_page=True)
+        browser.close()
+    assert figures
+    assert "More children in the program had a follow-up test" in text
+    assert "a difference of" in text and "against" in text
+    assert "Were the groups alike?" in text and "age in months" in text
+    assert pdf.count(b"/Type /Page") - pdf.count(b"/Type /Pages") == 1  # one printed page

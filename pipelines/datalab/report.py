@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 import math
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from pipelines.datalab.matching import OutcomeResult
+from pipelines.publish import figure_png
 
 OWN_COUNTS = {"rows_sent", "rows_rejected"}  # the provider's own numbers, on its receipt too
 
@@ -141,12 +141,7 @@ def chart(rep: Report) -> bytes:
         ax.text(0.5, 0.5, "No figures in this report", transform=ax.transAxes, ha="center",
                 va="center", color="#666")
         ax.set_yticks([])
-    ax.spines[["top", "right"]].set_visible(False)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig)
 
 
 def page(rep: Report, data: dict[str, Any]) -> str:
@@ -194,7 +189,7 @@ lead level in the year before they started. {c('matched')} of them were matched 
 <p class=small>Standardised differences (program minus comparison); after matching each should be
 within ±{rep.max_smd:g}.</p>
 <table><tr><th>covariate</th><th>before matching</th><th>after matching</th></tr>{bal}</table>
-<p class=small>{e(METHOD)} What you sent has been erased after this report was written; your
+<p class=small>{e(METHOD)} What you sent is erased as soon as this report is written; your
 receipt says when.</p>
 </body></html>"""
 
