@@ -143,6 +143,7 @@ def one_size(people: int, workdir: Path, baseline_max: int) -> dict:
     rows_before, snapshots_before = _rows(data), _snapshot_rows(data)
     for f in (city / "landing").rglob(f"*{newest}"):
         target = landing / f.relative_to(city / "landing")
+        target.parent.mkdir(parents=True, exist_ok=True)
         os.link(f, target)
     delta = run_graph(landing, data, AS_OF)
     delta["new_rows"] = _rows(data) - rows_before

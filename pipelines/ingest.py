@@ -258,7 +258,10 @@ def ingest_feed(settings: Settings, feed: Feed, only: list[str] | None = None) -
         ensure_vault(con)
         for path in files:
             relative = path.relative_to(settings.landing).as_posix()
-            data = path.read_bytes()
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                continue  # a data-lab request another run answered and erased meanwhile
             sha = hashlib.sha256(data).hexdigest()
             seen = con.execute(
                 "select path from ingest.deliveries where sha256 = ? order by received_at",

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import pandas as pd
 
 from pipelines.synth.generator import generate_city
 from tests.conftest import AS_OF, PLUMBLINE, City, plumbline_env
@@ -85,11 +86,17 @@ def test_two_runs_at_once_neither_fails_nor_corrupts(tmp_path: Path) -> None:
     outputs = [p.communicate(timeout=900)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs[0][-1500:] + outputs[1][-1500:]
     files = list((tmp_path / "city" / "landing").rglob("*.csv"))
+    answered = pd.read_csv(tmp_path / "city" / "ground_truth" / "datalab_programs.csv").file
+    assert not any((tmp_path / "city" / "landing" / f).exists() for f in answered)
+    files += list(answered)  # data-lab requests: answered once, then erased
     with duckdb.connect(str(tmp_path / "data" / "vault.duckdb"), read_only=True) as con:
         (n, distinct), = con.execute(
             "select count(*), count(distinct path) from ingest.deliveries").fetchall()
         dup_rows = con.execute(
             "select count(*) from (select test_id, _delivery_id, _line from "
             "raw.health__blood_lead group by all having count(*) > 1)").fetchall()[0][0]
+        requests = con.execute("select count(*), count(*) filter (status = 'ERASED'), "
+                               "count(distinct report_id) from datalab.requests").fetchall()
+    assert requests == [(len(answered),) * 3]  # each request answered once, then erased
     assert n == distinct == len(files)  # every file read exactly once
     assert dup_rows == 0
