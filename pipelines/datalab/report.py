@@ -11,6 +11,7 @@ import base64
 import html
 import json
 import math
+import textwrap
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -127,16 +128,19 @@ METHOD = (
 
 def chart(rep: Report) -> bytes:
     shown = [r for r in rep.outcomes if r.ci is not None]
-    fig, ax = plt.subplots(figsize=(8, 0.8 + 0.7 * max(1, len(shown))), dpi=110)
+    fig, ax = plt.subplots(figsize=(7, 0.7 + 0.45 * max(1, len(shown))), dpi=110)
     if shown:
         ys = list(range(len(shown)))[::-1]
         for y, r in zip(ys, shown, strict=True):
             colour = {"more": "#2e8b57", "fewer": "#b22222"}.get(r.call, "#555")
             ax.plot([100 * r.ci[0], 100 * r.ci[1]], [y, y], color=colour, linewidth=3)
-            ax.scatter([100 * r.diff], [y], color=colour, s=50, zorder=3)
-        ax.set_yticks(ys, [r.label for r in shown], fontsize=8)
+            ax.scatter([100 * r.diff], [y], color=colour, s=40, zorder=3)
+        ax.set_yticks(ys, [textwrap.fill(r.label, 34) for r in shown], fontsize=7)
+        ax.set_ylim(-0.6, len(shown) - 0.4)
         ax.axvline(0, color="#888", linewidth=1, linestyle="--")
-        ax.set_xlabel("difference, program minus similar children (percentage points, 95% interval)")
+        ax.tick_params(axis="x", labelsize=8)
+        ax.set_xlabel("points: program minus similar children, with the 95% interval",
+                      fontsize=8)
     else:
         ax.text(0.5, 0.5, "No figures in this report", transform=ax.transAxes, ha="center",
                 va="center", color="#666")
@@ -157,22 +161,29 @@ def page(rep: Report, data: dict[str, Any]) -> str:
                          f"<td>{100 * o['difference']:+.0f}</td>"
                          f"<td>{100 * o['ci_low']:+.0f} to {100 * o['ci_high']:+.0f}</td></tr>")
             else:
-                rows += (f"<tr><td>{e(o['label'])}</td><td colspan=5>{e(o['sentence'])}</td>"
-                         "</tr>")
+                rows += (f"<tr><td>{e(o['label'])}</td><td colspan=5>not reported (see "
+                         "above)</td></tr>")
     table = (f"""<table><tr><th>outcome</th><th>pairs</th><th>program</th><th>similar children</th>
 <th>difference (points)</th><th>95% interval</th></tr>{rows}</table>""" if rows else "")
-    bal = "".join(
+    lines = [
         f"<tr><td>{e(b['covariate'])}</td><td>{_fmt(b['before'])}</td>"
         f"<td class={'bad' if b['after'] is not None and abs(b['after']) > rep.max_smd else 'ok'}>"
-        f"{_fmt(b['after'])}</td></tr>" for b in data["balance"])
+        f"{_fmt(b['after'])}</td></tr>" for b in data["balance"]]
+    half = (len(lines) + 1) // 2
+    head = "<tr><th>covariate</th><th>before</th><th>after</th></tr>"
+    bal = "".join(f"<table>{head}{''.join(part)}</table>"
+                  for part in (lines[:half], lines[half:]) if part)
     png = base64.b64encode(chart(rep)).decode()
     c = rep.count_text
     return f"""<!doctype html><html lang=en><head><meta charset=utf-8>
 <title>Data lab report {e(rep.report_id)}: {e(rep.program)}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:1.5em;max-width:52em;font-size:14px}}
-table{{border-collapse:collapse;margin:.5em 0}}td,th{{border:1px solid #ccc;padding:2px 6px;
+<style>body{{font-family:system-ui,sans-serif;margin:1.5em;max-width:56em;font-size:12.5px}}
+h1{{font-size:20px;margin:.2em 0}}h2{{font-size:15px;margin:.6em 0 .2em}}p,ul{{margin:.4em 0}}
+table{{border-collapse:collapse;margin:.4em 0}}td,th{{border:1px solid #ccc;padding:1px 5px;
 text-align:left}}.bad{{color:#b22222;font-weight:bold}}.ok{{color:#2e6b3a}}
-.small{{font-size:12px;color:#555}}@media print{{body{{margin:0}}}}</style></head><body>
+img{{max-width:100%}}.balance{{display:flex;gap:1.5em;align-items:flex-start}}
+.small{{font-size:11px;color:#555}}@page{{size:A4;margin:12mm}}
+@media print{{body{{margin:0}}}}</style></head><body>
 <h1>What did {e(rep.program)} change?</h1>
 <p class=small>Report {e(rep.report_id)} for {e(rep.provider)}, request {e(rep.file_name)}
 received {rep.received_at:%Y-%m-%d}; outcomes as of {rep.as_of}.</p>
@@ -186,9 +197,9 @@ lead level in the year before they started. {c('matched')} of them were matched 
 {table}
 <img alt="difference for each outcome with its 95% interval" src="data:image/png;base64,{png}">
 <h2>Were the groups alike?</h2>
-<p class=small>Standardised differences (program minus comparison); after matching each should be
-within ±{rep.max_smd:g}.</p>
-<table><tr><th>covariate</th><th>before matching</th><th>after matching</th></tr>{bal}</table>
+<p class=small>Standardised differences (program minus comparison), before and after matching;
+after matching each should be within ±{rep.max_smd:g}.</p>
+<div class=balance>{bal}</div>
 <p class=small>{e(METHOD)} What you sent is erased as soon as this report is written; your
 receipt says when.</p>
 </body></html>"""
