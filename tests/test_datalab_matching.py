@@ -138,11 +138,14 @@ def test_a_report_with_figures_prints_on_one_page_with_its_sentences(tmp_path) -
     pairs = M.match(pop, cfg, "page")
     bal = M.balance(pop, pairs)
     results = []
-    for outcome, evts in ((FOLLOW_UP, events),
-                          (dict(FOLLOW_UP, outcome_id="later", label="had a later visit"),
-                           events.iloc[::2])):
+    # as many outcomes as the seed has, one of them suppressed
+    for outcome, evts in zip(M.outcome_definitions(), (events, events.iloc[::2],
+                                                       events.iloc[::3], events.iloc[:3]),
+                             strict=True):
+        outcome = dict(FOLLOW_UP, outcome_id=outcome["outcome_id"], label=outcome["label"])
         windows = M.pair_windows(pop, pairs, outcome, RULES)
         results.append(M.estimate(windows, evts, AS_OF, outcome, cfg, 11))
+    assert [r.call for r in results].count("suppressed") == 1
     figures, headline = verdict(len(pairs), bal, cfg, 11)
     counts = {"rows_sent": len(cohort), "rows_rejected": 0, "linked": len(cohort),
               "unlinked": 0, "ambiguous": 0, "eligible": len(pop.treated),
@@ -164,7 +167,8 @@ def test_a_report_with_figures_prints_on_one_page_with_its_sentences(tmp_path) -
             page.screenshot(path=str(shots / "datalab_report.png"), full_page=True)
         browser.close()
     assert figures
-    assert "More children in the program had a follow-up test" in text
+    assert "More children in the program had a follow-up blood lead test" in text
+    assert "not reported, because a group would show fewer than 11" in text
     assert "a difference of" in text and "against" in text
     assert "Were the groups alike?" in text and "age in months" in text
     assert pdf.count(b"/Type /Page") - pdf.count(b"/Type /Pages") == 1  # one printed page
