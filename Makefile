@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 export PLUMBLINE_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: install demo run test ui lint clean chromium linkage-report bench
+.PHONY: install demo run test ui lint clean chromium linkage-report bench bench-datalab
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ linkage-report: $(STAMP)
 ## city-scale benchmark (not part of the tests): writes benchmarks/RESULTS.md
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run --sizes 10000 100000 1000000 --results benchmarks/RESULTS.md
+
+## does the data lab recover planted program effects? 20 generated cities (not part of the tests)
+bench-datalab: $(STAMP)
+	$(BIN)/python -m benchmarks.datalab --cities 20 --results benchmarks/DATALAB.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipelines linkage expectations tests
