@@ -12,10 +12,10 @@ The vault's `datalab.requests` row is the audit: hash, counts, report id, when i
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -171,8 +171,6 @@ def erase_request(settings: Settings, vault: duckdb.DuckDBPyConnection, request:
     files, the request's own store (rows, rejected rows' text, links). Kept: the vault's
     `datalab.requests` row (hash, counts, report id, erased_at) and the report.
     """
-    import hashlib
-
     landing_copy = settings.landing / request["path"]
     if landing_copy.exists() and hashlib.sha256(landing_copy.read_bytes()).hexdigest() == \
             request["sha256"]:
@@ -204,5 +202,15 @@ def erase_answered(settings: Settings, vault: duckdb.DuckDBPyConnection) -> list
     return done
 
 
-def report_path(settings: Settings, request: dict) -> Path:
-    return settings.outbox / request["report_path"]
+def leftovers(settings: Settings, vault: duckdb.DuckDBPyConnection) -> list[str]:
+    """What an erased request should no longer have: its store, its landing file's bytes.
+    Returns the request ids (never file contents) of any that still do."""
+    left = []
+    for request in requests_in(vault, "ERASED"):
+        store = settings.request_store(request["request_id"])
+        landing_copy = settings.landing / request["path"]
+        same_bytes = landing_copy.exists() and hashlib.sha256(
+            landing_copy.read_bytes()).hexdigest() == request["sha256"]
+        if store.exists() or same_bytes:
+            left.append(request["request_id"])
+    return left

@@ -361,6 +361,10 @@ class City:
                 if retest <= last_day and self.chance(chance):
                     self.add_test(p, retest, "V", f"{round(value * r.uniform(0.3, 0.9), 1)}")
                 followed_until = confirm_day + timedelta(days=250)
+                # a developmental screen after an EBLL (no program changes its chance)
+                screen = confirm_day + timedelta(days=r.randint(30, 330))
+                if screen <= last_day and self.chance(0.3):
+                    self.add_service(p, "FSC", "DEV_SCREEN", screen, "COMPLETED", "pediatrician")
         # routine and complaint inspections across the city
         for hh in r.sample(self.households, k=min(len(self.households), max(3, self.n // 60))):
             d = self.start + timedelta(days=r.randint(0, HISTORY_DAYS - 1))

@@ -9,6 +9,7 @@ from dagster_dbt import get_asset_key_for_model
 from pipelines.datalab.requests import (
     analyse_request,
     erase_answered,
+    leftovers,
     link_request,
     requests_in,
 )
@@ -86,22 +87,31 @@ def datalab_reports(context: dg.AssetExecutionContext, plumbline: PlumblineSetti
     owners=["team:data-engineering"],
     kinds={"duckdb"},
     deps=["datalab_reports"],
+    check_specs=[dg.AssetCheckSpec(
+        "nothing_left_behind", asset="datalab_erasure",
+        description="No erased request still has its own store, or its bytes in landing.")],
     description=(
         "Erasure of every reported request: its landing file, its quarantined copies, its own "
         "store (rows, rejected rows, links). The vault's datalab.requests keeps the audit row "
         "(hash, counts, report id, erased_at) and the receipt is rewritten to say when."
     ),
 )
-def datalab_erasure(context: dg.AssetExecutionContext, plumbline: PlumblineSettings
-                    ) -> dg.MaterializeResult:
+def datalab_erasure(context: dg.AssetExecutionContext, plumbline: PlumblineSettings):
     settings = plumbline.settings()
     with connect(settings.vault_path) as vault:
         ensure_vault(vault)
         erased = erase_answered(settings, vault)
         pending = len(requests_in(vault, "RECEIVED")) + len(requests_in(vault, "LINKED"))
+        left = leftovers(settings, vault)
     context.log.info(f"erased {len(erased)} answered requests; {pending} still open")
-    return dg.MaterializeResult(metadata={"erased": dg.MetadataValue.int(len(erased)),
-                                          "still_open": dg.MetadataValue.int(pending)})
+    yield dg.MaterializeResult(metadata={"erased": dg.MetadataValue.int(len(erased)),
+                                         "still_open": dg.MetadataValue.int(pending)})
+    yield dg.AssetCheckResult(
+        check_name="nothing_left_behind", passed=not left,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=(f"{len(left)} erased requests still have data on disk"
+                     if left else "every erased request is gone from landing and its store"),
+        metadata={"requests_with_leftovers": dg.MetadataValue.json(left)})
 
 
 datalab_assets = [datalab_links, datalab_reports, datalab_erasure]
