@@ -36,7 +36,9 @@ from pipelines.freshness import stale_by_agency
 from pipelines.stores import SEEDS_DIR as SEEDS
 from pipelines.stores import Settings, connect, warehouse_lock
 
-URGENCY = "case band when 'D' then 1 when 'C' then 2 when 'B' then 3 else 4 end, days_overdue desc"
+# ties (same band, same days overdue) in a fixed order, so a re-run writes the same bytes
+URGENCY = ("case band when 'D' then 1 when 'C' then 2 when 'B' then 3 else 4 end, "
+           "days_overdue desc, alert_id")
 
 ALERTS = """
 create or replace temp table open_alerts as
