@@ -264,3 +264,10 @@ def test_the_landing_sensor_runs_the_lab_for_a_request(lab, pipeline_run: Run,
     with dg.DagsterInstance.ephemeral() as instance:
         again = list(landing_sensor(dg.build_sensor_context(instance=instance)))
     assert len(again) == 1 and again[0].run_key != request.run_key
+
+
+def test_the_lab_needs_a_built_warehouse_and_says_so(tmp_path: Path) -> None:
+    (tmp_path / "landing" / "datalab").mkdir(parents=True)
+    proc = run_cli("datalab", env=plumbline_env(tmp_path / "data", tmp_path / "landing"))
+    assert proc.returncode == 2
+    assert "run `plumbline run` once first" in proc.stderr

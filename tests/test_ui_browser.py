@@ -93,7 +93,7 @@ def test_asset_graph_shows_the_stages_and_a_materialization_can_be_inspected(ui:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
         open_page(page, f"{ui}/asset-groups")
-        for stage in ("ingest", "linkage", "warehouse", "rules", "marts", "delivery"):
+        for stage in ("ingest", "linkage", "warehouse", "rules", "marts", "delivery", "datalab"):
             expect(page.get_by_text(stage, exact=True).first).to_be_visible(timeout=30_000)
         page.screenshot(path=str(SCREENSHOTS / "asset_graph.png"))
 
@@ -106,6 +106,11 @@ def test_asset_graph_shows_the_stages_and_a_materialization_can_be_inspected(ui:
         expect(page.get_by_text("cluster_size_bound").first).to_be_visible(timeout=30_000)
         expect(page.get_by_text("match_rate_stable").first).to_be_visible()
         page.screenshot(path=str(SCREENSHOTS / "person_crosswalk_checks.png"))
+
+        # the data lab's erasure and its check, after the run answered the city's requests
+        open_page(page, f"{ui}/assets/datalab_erasure?view=checks")
+        expect(page.get_by_text("nothing_left_behind").first).to_be_visible(timeout=30_000)
+        page.screenshot(path=str(SCREENSHOTS / "datalab_erasure_checks.png"))
 
         # the run that `plumbline run` made is there, and it succeeded
         run_id = last_run_id(ui)
