@@ -37,6 +37,7 @@ class Field:
     past_only: bool = True  # dates: not after the delivery's date
     pii: bool = False  # names, birth dates, street lines, partner ids: vault only
     unique: bool = False  # unique within one file (a repeated value rejects every copy)
+    one_per_file: bool = False  # the same value on every row, or the file is rejected whole
 
     @property
     def sql_type(self) -> str:
@@ -279,7 +280,7 @@ DATALAB = Feed(
         _pii("client_address"),
         Field("client_zip"),
         _date("program_start", "iso", required=True),
-        Field("program", required=True),
+        Field("program", required=True, one_per_file=True),
     ),
     key=("record_id",), semantics="request", store="request",
 )

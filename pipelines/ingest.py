@@ -156,12 +156,12 @@ def parse_delivery(delivery: Delivery, data: bytes, today: date) -> None:
         row = typed_row(feed, row)
         row["_line"], row["_raw"] = line, _raw(values)
         delivery.rows.append(row)
-    if feed.name == "datalab__cohort":
-        programs = sorted({r["program"] for r in delivery.rows})
-        if len(programs) > 1:
+    for f in (f for f in feed.fields if f.one_per_file):
+        distinct = {r[f.column] for r in delivery.rows}
+        if len(distinct) > 1:
             raise UnreadableDelivery(
-                f"the file names {len(programs)} programs; a request is about one program: "
-                "send one file per program")
+                f"the file names {len(distinct)} {f.column}s; a file is about one {f.column}: "
+                f"send one file per {f.column}")
 
 
 def _raw(values: list[str]) -> str:
@@ -172,19 +172,23 @@ def _raw(values: list[str]) -> str:
 
 # ---------------------------------------------------------------- the vault
 
-LEDGER_DDL = """
+# Rejected rows keep their raw text: in the vault, or in a request's own store.
+REJECTED_ROWS_DDL = """
 create schema if not exists ingest;
 create schema if not exists raw;
+create table if not exists ingest.rejected_rows (
+    delivery_id varchar, file_name varchar, line integer, field varchar, reason varchar,
+    raw_text varchar
+);
+"""
+
+LEDGER_DDL = REJECTED_ROWS_DDL + """
 create table if not exists ingest.deliveries (
     delivery_id varchar, agency varchar, feed varchar, path varchar, file_name varchar,
     sha256 varchar,
     size_bytes bigint, extract_date date, received_at timestamp, encoding varchar,
     status varchar, reason varchar, duplicate_of varchar,
     rows_read integer, rows_accepted integer, rows_rejected integer
-);
-create table if not exists ingest.rejected_rows (
-    delivery_id varchar, file_name varchar, line integer, field varchar, reason varchar,
-    raw_text varchar
 );
 create schema if not exists datalab;
 create table if not exists datalab.requests (
@@ -195,16 +199,6 @@ create table if not exists datalab.requests (
     eligible integer, matched integer, comparison_pool integer, comparison integer,
     balance_ok boolean, figures_given boolean,
     report_id varchar, report_path varchar, reported_at timestamp, erased_at timestamp
-);
-"""
-
-# A request's own store: its rows exist only here, and only until it is answered.
-REQUEST_DDL = """
-create schema if not exists raw;
-create schema if not exists ingest;
-create table if not exists ingest.rejected_rows (
-    delivery_id varchar, file_name varchar, line integer, field varchar, reason varchar,
-    raw_text varchar
 );
 """
 
@@ -367,26 +361,34 @@ def check_feedback_alerts(con: duckdb.DuckDBPyConnection, d: Delivery) -> None:
     d.rows = kept
 
 
+def _write_rows(con: duckdb.DuckDBPyConnection, d: Delivery) -> None:
+    """A delivery's accepted rows into raw.<feed> and its rejected rows into
+    ingest.rejected_rows, of the vault or of a request's own store."""
+    if d.rows:
+        cols = [c for c, _ in vault_columns(d.feed)]
+        frame = pd.DataFrame.from_records(
+            [[d.delivery_id, r["_line"], d.extract_date] + [r.get(c) for c in cols]
+             for r in d.rows],
+            columns=["_delivery_id", "_line", "_extract_date"] + [c.lower() for c in cols])
+        con.register("incoming", frame)
+        names = ", ".join(f'"{c}"' for c in frame.columns)
+        con.execute(f"insert into raw.{d.feed.name} ({names}) select {names} from incoming")
+        con.unregister("incoming")
+    if d.rejections:
+        con.executemany(
+            "insert into ingest.rejected_rows values (?, ?, ?, ?, ?, ?)",
+            [[d.delivery_id, d.path.name, r.line, r.field, r.reason, r.raw]
+             for r in d.rejections])
+
+
 def _record_request_rows(settings: Settings, d: Delivery) -> None:
     """An accepted request's rows and rejected rows, in the request's own store only."""
-    cols = [c for c, _ in vault_columns(d.feed)]
-    frame = pd.DataFrame.from_records(
-        [[d.delivery_id, r["_line"], d.extract_date] + [r.get(c) for c in cols] for r in d.rows],
-        columns=["_delivery_id", "_line", "_extract_date"] + [c.lower() for c in cols])
     with connect(settings.request_store(d.delivery_id)) as store:
-        store.execute(REQUEST_DDL)
+        store.execute(REJECTED_ROWS_DDL)
         store.execute(raw_table_ddl(d.feed))
         store.execute(f"delete from raw.{d.feed.name}")  # a re-read after a crash starts clean
         store.execute("delete from ingest.rejected_rows")
-        store.register("incoming", frame)
-        names = ", ".join(f'"{c}"' for c in frame.columns)
-        store.execute(f"insert into raw.{d.feed.name} ({names}) select {names} from incoming")
-        store.unregister("incoming")
-        if d.rejections:
-            store.executemany(
-                "insert into ingest.rejected_rows values (?, ?, ?, ?, ?, ?)",
-                [[d.delivery_id, d.path.name, r.line, r.field, r.reason, r.raw]
-                 for r in d.rejections])
+        _write_rows(store, d)
 
 
 def _quarantine_file(settings: Settings, d: Delivery, data: bytes) -> None:
@@ -410,21 +412,8 @@ def _record(con: duckdb.DuckDBPyConnection, d: Delivery, settings: Settings) -> 
                     [d.delivery_id, d.agency, d.rows[0]["program"] if d.rows else None,
                      d.path.name, d.relative, d.sha256, now, d.rows_read, len(d.rows),
                      d.rows_rejected])
-        elif d.rows:
-            cols = [c for c, _ in vault_columns(d.feed)]
-            frame = pd.DataFrame.from_records(
-                [[d.delivery_id, r["_line"], d.extract_date] + [r.get(c) for c in cols]
-                 for r in d.rows],
-                columns=["_delivery_id", "_line", "_extract_date"] + [c.lower() for c in cols])
-            con.register("incoming", frame)
-            names = ", ".join(f'"{c}"' for c in frame.columns)
-            con.execute(f"insert into raw.{d.feed.name} ({names}) select {names} from incoming")
-            con.unregister("incoming")
-        if d.rejections and d.feed.store == "vault":
-            con.executemany(
-                "insert into ingest.rejected_rows values (?, ?, ?, ?, ?, ?)",
-                [[d.delivery_id, d.path.name, r.line, r.field, r.reason, r.raw]
-                 for r in d.rejections])
+        else:
+            _write_rows(con, d)
         con.execute(
             "insert into ingest.deliveries values "
             "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
