@@ -227,6 +227,15 @@ def pending_files(landing: Path, feed: Feed) -> list[Path]:
                                         or date.min, p.name))
 
 
+def file_sha256(path: Path) -> str:
+    """A file's SHA-256, read in chunks: how every delivery is known."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def extract_date_of(feed: Feed, relative_path: str) -> date | None:
     m = feed.match(relative_path)
     if not m:

@@ -12,10 +12,10 @@ The vault's `datalab.requests` row is the audit: hash, counts, report id, when i
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -25,7 +25,7 @@ from linkage.lookup import find_persons
 from linkage.run import linkage_setting, standardise_records
 from pipelines.datalab import matching as M
 from pipelines.datalab.report import Report, write_report
-from pipelines.ingest import receipt_stem, save_receipt
+from pipelines.ingest import file_sha256, receipt_stem, save_receipt
 from pipelines.stores import Settings, connect
 
 COHORT_SQL = """
@@ -163,6 +163,13 @@ def verdict(matched: int, bal: list[dict], cfg: dict[str, float], min_cell: int
 # ---------------------------------------------------------------- erasure
 
 
+def _landing_copy(settings: Settings, request: dict) -> Path | None:
+    """The request's landing file, if it is still there with the request's bytes (a corrected
+    file re-sent under the same name is another request, and is left alone)."""
+    path = settings.landing / request["path"]
+    return path if path.exists() and file_sha256(path) == request["sha256"] else None
+
+
 def erase_request(settings: Settings, vault: duckdb.DuckDBPyConnection, request: dict
                   ) -> datetime:
     """Delete the request's file and everything made from it; keep the audit row.
@@ -171,9 +178,8 @@ def erase_request(settings: Settings, vault: duckdb.DuckDBPyConnection, request:
     files, the request's own store (rows, rejected rows' text, links). Kept: the vault's
     `datalab.requests` row (hash, counts, report id, erased_at) and the report.
     """
-    landing_copy = settings.landing / request["path"]
-    if landing_copy.exists() and hashlib.sha256(landing_copy.read_bytes()).hexdigest() == \
-            request["sha256"]:
+    landing_copy = _landing_copy(settings, request)
+    if landing_copy:
         landing_copy.unlink()
     for held in (settings.quarantine / request["provider"]).glob("*cohort_*.csv"):
         held.unlink()
@@ -207,10 +213,7 @@ def leftovers(settings: Settings, vault: duckdb.DuckDBPyConnection) -> list[str]
     Returns the request ids (never file contents) of any that still do."""
     left = []
     for request in requests_in(vault, "ERASED"):
-        store = settings.request_store(request["request_id"])
-        landing_copy = settings.landing / request["path"]
-        same_bytes = landing_copy.exists() and hashlib.sha256(
-            landing_copy.read_bytes()).hexdigest() == request["sha256"]
-        if store.exists() or same_bytes:
+        if settings.request_store(request["request_id"]).exists() or \
+                _landing_copy(settings, request):
             left.append(request["request_id"])
     return left

@@ -1,6 +1,5 @@
 """The landing sensor: every complete delivery file becomes one run of its feed's asset."""
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -9,45 +8,30 @@ import duckdb
 
 from pipelines.defs.datalab.assets import DATALAB_ASSET_KEYS
 from pipelines.feeds import FEEDS
-from pipelines.ingest import pending_files
+from pipelines.ingest import file_sha256, pending_files
 from pipelines.stores import data_dir_from_env, landing_from_env
 
 
-def _erased(data_dir: Path) -> set[str]:
-    """SHA-256 of every data-lab request answered and erased (a re-send is answered again)."""
-    vault = data_dir / "vault.duckdb"
-    if not vault.exists():
-        return set()
-    try:
-        with duckdb.connect(str(vault), read_only=True) as con:
-            return {s for (s,) in con.execute(
-                "select sha256 from datalab.requests where erased_at is not null").fetchall()}
-    except duckdb.Error:
-        return set()
-
-
-def _already_read(data_dir: Path) -> set[tuple[str, str]]:
-    """(path, sha256) of every delivery the vault has already read, if it can be read now.
+def _vault_state(data_dir: Path) -> tuple[set[tuple[str, str]], set[str]]:
+    """What the vault has already read, (path, sha256) of every delivery, and the SHA-256 of
+    every data-lab request answered and erased (a re-send of those is answered again).
 
     A busy vault (another run writing) is not waited for: the request is made anyway, and the
     ingest run itself skips what it has seen.
     """
     vault = data_dir / "vault.duckdb"
+    read: set[tuple[str, str]] = set()
+    erased: set[str] = set()
     if not vault.exists():
-        return set()
+        return read, erased
     try:
         with duckdb.connect(str(vault), read_only=True) as con:
-            return set(con.execute("select path, sha256 from ingest.deliveries").fetchall())
+            read = set(con.execute("select path, sha256 from ingest.deliveries").fetchall())
+            erased = {s for (s,) in con.execute(
+                "select sha256 from datalab.requests where erased_at is not null").fetchall()}
     except duckdb.Error:
-        return set()
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        pass
+    return read, erased
 
 
 @dg.sensor(
@@ -67,8 +51,7 @@ def landing_sensor(context: dg.SensorEvaluationContext):
     seen: dict[str, list] = json.loads(context.cursor) if context.cursor else {}
     current: dict[str, list] = {}
     requests = []
-    done = _already_read(data_dir_from_env())
-    erased = _erased(data_dir_from_env())
+    done, erased = _vault_state(data_dir_from_env())
     for feed in FEEDS:
         for path in pending_files(landing, feed):
             relative = path.relative_to(landing).as_posix()
@@ -77,7 +60,7 @@ def landing_sensor(context: dg.SensorEvaluationContext):
             if known and known[0] == st.st_size and known[1] == st.st_mtime_ns:
                 sha = known[2]
             else:
-                sha = _sha256(path)
+                sha = file_sha256(path)
             current[relative] = [st.st_size, st.st_mtime_ns, sha]
             asset = f"raw_{feed.name}"
             selection = [dg.AssetKey(asset)]
