@@ -30,6 +30,7 @@ from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 
 from linkage.constraints import constrained_clusters
 
+MODEL_FILE = "splink_model.json"  # in the city's linkage folder, with its .meta.json
 LINK_COLUMNS = ["unique_id", "first_name", "first_aliases", "middle_name", "last_name", "dob",
                 "sex", "address_key", "street_key", "zip", "medicaid_id", "patient_id"]
 

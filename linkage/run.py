@@ -12,7 +12,6 @@ most of its records already had, so a new delivery only mints ids for new people
 
 from __future__ import annotations
 
-import csv
 import secrets
 from collections import Counter
 from datetime import UTC, datetime
@@ -23,7 +22,7 @@ import pandas as pd
 
 from linkage import standardise as S
 from linkage.constraints import record_feedback_cannot_links, stored_cannot_links
-from pipelines.stores import SEEDS_DIR as SEEDS
+from pipelines.stores import seed_values
 
 # One row per person-record, the latest version of each (SQL over the vault's raw tables).
 RECORDS_SQL = """
@@ -64,11 +63,10 @@ union all select * from students union all select * from services
 
 def linkage_setting(name: str) -> float:
     """A linkage setting from `seeds/linkage_settings.csv` (thresholds are data)."""
-    with open(SEEDS / "linkage_settings.csv", newline="") as fh:
-        for row in csv.DictReader(fh):
-            if row["setting"] == name:
-                return float(row["value"])
-    raise KeyError(f"seeds/linkage_settings.csv has no setting {name!r}")
+    settings = seed_values("linkage_settings")
+    if name not in settings:
+        raise KeyError(f"seeds/linkage_settings.csv has no setting {name!r}")
+    return settings[name]
 
 
 def standardise_records(raw: pd.DataFrame) -> pd.DataFrame:
@@ -151,7 +149,7 @@ def new_person_id(taken: set[str]) -> str:
 def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, retrain: bool = False
                 ) -> dict[str, int]:
     """Relink every person-record in the vault; returns counts (never identities)."""
-    from linkage.model import train_and_cluster
+    from linkage.model import MODEL_FILE, train_and_cluster
 
     con.execute("create schema if not exists linkage")
     con.execute("create table if not exists linkage.run_stats (run_at timestamp, records integer,"
@@ -161,7 +159,7 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, retrain: bool =
     threshold = linkage_setting("match_probability_threshold")
     new_cannot = record_feedback_cannot_links(con)
     cannot = stored_cannot_links(con)
-    clusters, stats = train_and_cluster(records, threshold, model_dir / "splink_model.json",
+    clusters, stats = train_and_cluster(records, threshold, model_dir / MODEL_FILE,
                                         cannot=cannot, retrain=retrain)
     have_prior = con.execute(
         "select count(*) from information_schema.tables "

@@ -11,6 +11,7 @@ Settings come from the environment (`PLUMBLINE_*`), read in one place.
 
 from __future__ import annotations
 
+import csv
 import fcntl
 import logging
 import os
@@ -62,6 +63,17 @@ class Settings:
 
     def request_store(self, request_id: str) -> Path:
         return self.requests_dir / f"{request_id}.duckdb"
+
+    @property
+    def linkage_dir(self) -> Path:
+        """The city's trained linkage model, and the linkage stage's spill space."""
+        return self.data_dir / "linkage"
+
+
+def seed_values(name: str, key: str = "setting") -> dict[str, float]:
+    """A name-and-value rule table from seeds/ (`<key>,value,...`): thresholds are data."""
+    with open(SEEDS_DIR / f"{name}.csv", newline="") as fh:
+        return {row[key]: float(row["value"]) for row in csv.DictReader(fh)}
 
 
 def data_dir_from_env() -> Path:

@@ -23,7 +23,7 @@ import pandas as pd
 from sklearn.neighbors import NearestNeighbors
 from statsmodels.stats.proportion import confint_proportions_2indep
 
-from pipelines.stores import SEEDS_DIR
+from pipelines.stores import SEEDS_DIR, seed_values
 
 CONTINUOUS = ("age_months", "prior_tests", "confirmation_day")
 CATEGORICAL = ("band", "sex", "area")
@@ -33,8 +33,7 @@ COVARIATE_LABELS = {"age_months": "age in months", "prior_tests": "blood lead te
 
 
 def lab_settings() -> dict[str, float]:
-    with open(SEEDS_DIR / "datalab_settings.csv", newline="") as fh:
-        return {row["setting"]: float(row["value"]) for row in csv.DictReader(fh)}
+    return seed_values("datalab_settings")
 
 
 def outcome_definitions() -> list[dict[str, str]]:
@@ -43,9 +42,7 @@ def outcome_definitions() -> list[dict[str, str]]:
 
 
 def min_published_count() -> int:
-    with open(SEEDS_DIR / "lead_parameters.csv", newline="") as fh:
-        return int(next(float(r["value"]) for r in csv.DictReader(fh)
-                        if r["parameter"] == "min_published_count"))
+    return int(seed_values("lead_parameters", key="parameter")["min_published_count"])
 
 
 def _prepare(children: pd.DataFrame, settings: dict[str, float]) -> pd.DataFrame:

@@ -22,6 +22,7 @@ import duckdb
 import pandas as pd
 
 from linkage.lookup import find_persons
+from linkage.model import MODEL_FILE
 from linkage.run import linkage_setting, standardise_records
 from pipelines.datalab import matching as M
 from pipelines.datalab.report import Report, write_report
@@ -69,8 +70,7 @@ def link_request(settings: Settings, vault: duckdb.DuckDBPyConnection, request: 
                                           "status", "program_start"])
         else:
             records = standardise_records(raw.drop(columns=["program_start"]))
-            found = find_persons(vault, records, settings.data_dir / "linkage" /
-                                 "splink_model.json",
+            found = find_persons(vault, records, settings.linkage_dir / MODEL_FILE,
                                  linkage_setting("match_probability_threshold"))
             links = found.assign(record_id=raw["record_key"].to_numpy(),
                                  program_start=raw["program_start"].to_numpy())

@@ -43,7 +43,7 @@ def person_crosswalk(context: dg.AssetExecutionContext, config: LinkageConfig,
                      plumbline: PlumblineSettings):
     settings = plumbline.settings()
     with connect(settings.vault_path) as vault:
-        stats = run_linkage(vault, settings.data_dir / "linkage", retrain=config.retrain)
+        stats = run_linkage(vault, settings.linkage_dir, retrain=config.retrain)
     context.log.info(
         f"linked {stats['records']} records into {stats['persons']} persons "
         f"({stats['new_person_ids']} new ids, largest cluster {stats['largest_cluster']})")
