@@ -1,9 +1,7 @@
 -- Data-lab outcome events: a completed developmental screen from any provider, or the start
 -- of a pre-K (PK3/PK4) school enrollment.
 with services as (
-    select * from {{ ref('stg_providers__services') }}
-    where extract_date <= {{ as_of_date() }} and service_date <= {{ as_of_date() }}
-    qualify row_number() over (partition by service_key order by extract_date desc) = 1
+    select * from {{ ref('int_provider_services') }}
 ),
 
 enrollments as (

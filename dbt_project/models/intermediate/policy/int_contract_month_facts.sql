@@ -19,9 +19,7 @@ months as (
 ),
 
 services as (
-    select * from {{ ref('stg_providers__services') }}
-    where extract_date <= {{ as_of_date() }} and service_date <= {{ as_of_date() }}
-    qualify row_number() over (partition by service_key order by extract_date desc) = 1
+    select * from {{ ref('int_provider_services') }}
 ),
 
 served as (

@@ -1,0 +1,6 @@
+-- One row per provider service as known on the as-of date: its latest version delivered by
+-- then (a provider re-sends a record_id when it updates the service).
+select *
+from {{ ref('stg_providers__services') }}
+where extract_date <= {{ as_of_date() }} and service_date <= {{ as_of_date() }}
+qualify row_number() over (partition by service_key order by extract_date desc) = 1
