@@ -34,6 +34,14 @@ where f.status = 'WRONG_PERSON'
 """
 
 
+# The answering organisation's own records of the child, as its list showed them: health's
+# list shows only the test, so health's answer separates it from every record; housing and
+# schools answer for their own rosters; a provider (its code) for its own client records.
+OWN_RECORDS = """(? = 'health'
+    or source = ?
+    or (source = 'providers' and starts_with(record_key, ? || '-')))"""
+
+
 def record_feedback_cannot_links(con: duckdb.DuckDBPyConnection) -> int:
     """Turn new WRONG_PERSON answers into stored cannot-link pairs; returns how many pairs."""
     con.execute("create schema if not exists linkage")
@@ -52,8 +60,8 @@ def record_feedback_cannot_links(con: duckdb.DuckDBPyConnection) -> int:
         evidence = f"health:{test_id}"
         others = con.execute(
             "select source || ':' || record_key from linkage.person_crosswalk "
-            "where person_id = ? and (? = 'health' or source = ?)",
-            [person_id, agency, agency]).fetchall()
+            "where person_id = ? and " + OWN_RECORDS, [person_id, agency, agency, agency]
+        ).fetchall()
         rows += [(evidence, uid, "WRONG_PERSON feedback", alert_id, now)
                  for (uid,) in others if uid != evidence]
         if not others or all(uid == evidence for (uid,) in others):

@@ -117,8 +117,11 @@ def summary(settings: Settings) -> str:
         alerts = dict(wh.execute(
             "select assigned_agency, count(*) from marts.lead_alerts where status = 'OPEN' "
             "group by 1").fetchall())
-    lines.append("Open alerts: " + ", ".join(
-        f"{a} {alerts.get(a, 0)}" for a in AGENCIES if a != "schools"))
+        owners = wh.execute(
+            "select assigned_organisation, count(*) from marts.lead_alerts where status = 'OPEN' "
+            "group by 1 order by 1").fetchall()
+    lines.append("Open alerts: " + ", ".join(f"{a} {alerts.get(a, 0)}" for a in AGENCIES))
+    lines.append("  by organisation: " + ", ".join(f"{o} {n}" for o, n in owners))
     lines.append(f"Outbox (alert lists and receipts): {settings.outbox}")
     lines.append(datalab_summary(settings))
     return "\n".join(lines)

@@ -106,6 +106,10 @@ class Feed:
     # "vault": rows join the vault's raw.<name> for good; "request": rows live in the request's
     # own store (DATA_DIR/requests/<delivery_id>.duckdb) until the request is answered and erased
     store: str = "vault"
+    # the file name names the organisation that sent it (services_<PROVIDER>_<date>.csv): its
+    # receipts go to that organisation's own outbox, and every row's `org_field` must agree
+    org_group: int | None = None
+    org_field: str | None = None
 
     @property
     def columns(self) -> list[str]:
@@ -115,9 +119,14 @@ class Feed:
         return self.pattern.fullmatch(relative_path)
 
     def agency_of(self, relative_path: str) -> str:
-        if self.agency != "*":
-            return self.agency
-        return relative_path.split("/", 1)[0]
+        """The organisation a delivery is from (and whose outbox gets its receipt)."""
+        if self.agency == "*":
+            return relative_path.split("/", 1)[0]
+        if self.org_group is not None:
+            m = self.match(relative_path)
+            if m:
+                return m.group(self.org_group)
+        return self.agency
 
 
 SERVICE_CODES = {"LEAD_CASE_MGMT", "HOME_VISIT", "NUTRITION", "DEV_SCREEN",
@@ -237,6 +246,7 @@ SERVICES = Feed(
         _code("outcome_code", {"COMPLETED", "IN_PROGRESS", "NO_SHOW", "DECLINED"}, required=True),
     ),
     key=("provider_code", "record_id"), semantics="incremental",
+    org_group=1, org_field="provider_code",
 )
 
 CONTRACTS = Feed(
@@ -257,7 +267,9 @@ CONTRACTS = Feed(
 
 FEEDBACK = Feed(
     name="feedback__alert_feedback", agency="*", folder="feedback",
-    pattern=re.compile(r"(health|housing|schools|providers)/alert_feedback_(\d{8})\.csv"),
+    # each organisation answers its own list: health, housing, schools or a provider code
+    pattern=re.compile(r"(health|housing|schools|providers|[A-Z0-9]{1,20})/"
+                       r"alert_feedback_(\d{8})\.csv"),
     fields=(
         _id("alert_id"),
         _code("status", {"RESOLVED", "IN_PROGRESS", "UNABLE_TO_CONTACT", "NOT_APPLICABLE",

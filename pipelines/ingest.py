@@ -156,12 +156,32 @@ def parse_delivery(delivery: Delivery, data: bytes, today: date) -> None:
         row = typed_row(feed, row)
         row["_line"], row["_raw"] = line, _raw(values)
         delivery.rows.append(row)
+    if feed.org_field is not None:
+        _reject_rows_of_another_organisation(delivery)
     for f in (f for f in feed.fields if f.one_per_file):
         distinct = {r[f.column] for r in delivery.rows}
         if len(distinct) > 1:
             raise UnreadableDelivery(
                 f"the file names {len(distinct)} {f.column}s; a file is about one {f.column}: "
                 f"send one file per {f.column}")
+
+
+def _reject_rows_of_another_organisation(delivery: Delivery) -> None:
+    """A provider's file holds that provider's records only: a row naming another provider
+    code would put its client on the other provider's list."""
+    field_name = delivery.feed.org_field
+    sender = delivery.agency
+    kept = []
+    for row in delivery.rows:
+        if row.get(field_name) == sender:
+            kept.append(row)
+        else:
+            delivery.rejections.append(Rejection(
+                row["_line"], field_name,
+                f"{field_name} is not the organisation this file is from (its file name "
+                "says which); send each organisation's records in its own file",
+                row["_raw"]))
+    delivery.rows = kept
 
 
 def _raw(values: list[str]) -> str:
@@ -364,9 +384,11 @@ def check_feedback_alerts(con: duckdb.DuckDBPyConnection, d: Delivery) -> None:
         if d.agency in agencies:
             kept.append(row)
             continue
-        reason = ("alert_id is on another agency's list, not yours" if agencies
-                  else "alert_id is not an alert on any list sent to you")
-        d.rejections.append(Rejection(row["_line"], "alert_id", reason, row["_raw"]))
+        # the same words whether or not another organisation has it: a rejection never tells
+        # the sender that an id exists elsewhere
+        d.rejections.append(Rejection(row["_line"], "alert_id",
+                                      "alert_id is not an alert on any list sent to you",
+                                      row["_raw"]))
     d.rows = kept
 
 

@@ -1,51 +1,78 @@
-"""Writing each agency's alert list: the only place where pseudonymous alerts meet identities.
+"""Writing each organisation's alert list: the only place where pseudonymous alerts meet identities.
 
-The alerts come from the warehouse (pseudonymous); identities come from the vault at the moment
-the list is written, and only into that agency's file. An agency sees the children it can act
-on, described with the identifiers it sent itself; what another agency sent appears only as far
-as the reason needs it:
+The alerts come from the warehouse (pseudonymous), each with exactly one owner
+(`marts.lead_alerts.assigned_organisation`: health, housing, schools, or the provider that
+serves the child). Identities come from the vault at the moment the list is written, and only
+into that organisation's own folder, `outbox/<organisation>/`. Which columns each kind of list
+shows, and their labels, is data: `seeds/list_columns.csv` (list, source, column, label). A
+*source* is one way of describing the child to that organisation with what it sent itself:
 
-- health: its own test and patient, as the lab reported them.
-- housing: the dwelling to inspect (from the confirming test) and, where housing knows the
-  child from its own roster, its own household and member ids and names.
-- providers: the provider's own client record where one exists; otherwise the referral details
-  a case manager needs to reach the family (child's name, birth date and address from the
-  confirming test), marked as coming from health.
+- `health_test`: health's own test (the one the alert started from), as the lab reported it.
+- `dwelling`: the home to inspect: the confirming test's street line, else the child's address
+  in another record as of that date (marked with where it came from), else "address unknown".
+- `housing_roster`: housing's own roster ids and names, when housing knows the child.
+- `school_student`: the district's own student id, name, grade and school.
+- `provider_client`: that provider's own client record (never another provider's).
+- `referral`: for an alert routed to an organisation that does not know the child, what making
+  contact needs, from the confirming test.
 
-Each list written is logged in the vault (when, which agency, which alert ids), never the
-identities themselves.
+Each list opens with what is new since that organisation's last list, then what fell due this
+week, then the backlog; a weekly capacity (`seeds/agency_lists.csv`) holds back the rest, and
+the count held back is shown. Beside each list: a printable page, a JSON summary and a feedback
+template. Every list is logged in the vault (which alert ids, never identities) before its
+files are written, so feedback on a list that reached the partner is always recognised.
 """
 
 from __future__ import annotations
 
 import csv
 import getpass
-import html
-import io
 import json
 import os
+import re
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import duckdb
 import pandas as pd
+from jinja2 import Environment, PackageLoader, select_autoescape
 
+from pipelines.csvsafe import write_csv
+from pipelines.feeds import ENROLLMENT, HEALTH, RESIDENTS, SERVICES, Feed
 from pipelines.freshness import stale_by_agency
 from pipelines.stores import SEEDS_DIR as SEEDS
 from pipelines.stores import Settings, connect, warehouse_lock
 
-# ties (same band, same days overdue) in a fixed order, so a re-run writes the same bytes
-URGENCY = ("case band when 'D' then 1 when 'C' then 2 when 'B' then 3 else 4 end, "
-           "days_overdue desc, alert_id")
+# an organisation's folder name: a kind of list, or a provider code (never a path)
+ORGANISATION = re.compile(r"[A-Za-z0-9]{1,20}")
+KINDS = ("health", "housing", "schools")  # any other organisation is a provider
 
-ALERTS = """
+SECTIONS = ("NEW", "DUE_THIS_WEEK", "BACKLOG")
+SECTION_TITLES = {"NEW": "New since your last list", "DUE_THIS_WEEK": "Fell due this week",
+                  "BACKLOG": "Backlog"}
+DUE_THIS_WEEK_DAYS = 7
+
+# ties (same section, band and days overdue) in a fixed order: a re-run writes the same bytes
+URGENCY = ["section_order", "band_order", "days_overdue", "alert_id"]
+URGENCY_ASCENDING = [True, True, False, True]
+
+COMMON_COLUMNS = ["alert_id", "section", "rule_code", "band", "due_date", "days_overdue",
+                  "reason", "next_step", "is_referral", "contact_attempts",
+                  "last_feedback_status"]
+FEEDBACK_COLUMNS = ["alert_id", "status", "note", "recorded_by", "recorded_at"]
+FEEDBACK_STATUSES = ("RESOLVED", "IN_PROGRESS", "UNABLE_TO_CONTACT", "NOT_APPLICABLE",
+                     "WRONG_PERSON")
+
+OPEN_ALERTS = """
 create or replace temp table open_alerts as
-select a.*, p.record_key as evidence_test_id
+select a.*, p.record_key as evidence_test_id, s.record_key as evidence_student_id
 from wh.marts.lead_alerts as a
 left join linkage.record_pseudonyms as p
   on p.kind = 'test' and p.pseudonym = a.evidence_test_key
+left join linkage.record_pseudonyms as s
+  on s.kind = 'student' and s.pseudonym = a.evidence_student_key
 where a.status = 'OPEN';
 
 create or replace temp table latest_tests as
@@ -54,157 +81,265 @@ qualify row_number() over (partition by test_id
                            order by reported_date desc, _extract_date desc, _line desc) = 1;
 """
 
-COMMON = ("a.alert_id, a.rule_code, a.band, a.due_date, a.days_overdue, a.reason, a.next_step, "
-          "a.contact_attempts, a.last_feedback_status")
 
-HEALTH = f"""
-select {COMMON},
-       t.test_id as "TEST_ID", t.patient_id as "PATIENT_ID",
-       t.pat_first_name as "PAT_FIRST_NAME", t.pat_last_name as "PAT_LAST_NAME",
-       t.pat_dob as "PAT_DOB", t.pat_address as "PAT_ADDRESS", t.pat_zip as "PAT_ZIP",
-       t.guardian_name as "GUARDIAN_NAME", t.medicaid_id as "MEDICAID_ID",
-       t.ordering_provider as "ORDERING_PROVIDER"
-from open_alerts as a
-left join latest_tests as t on t.test_id = a.evidence_test_id
-where a.assigned_agency = 'health'
-order by {URGENCY}
-"""
+def _contract_columns(alias: str, feed: Feed) -> str:
+    """A vault row's columns under the contract's own names (the partner's headers)."""
+    return ", ".join(f'{alias}.{c.lower()} as "{c}"' for c in feed.columns)
 
-HOUSING = f"""
-with own as (
-    select x.person_id, r.household_id, r.member_seq, r.first_name, r.last_name, r.parcel_id,
-           r.address, r.unit
-    from linkage.person_crosswalk as x
-    join raw.housing__residents as r
-      on x.source = 'housing' and x.record_key = r.household_id || '-' || r.member_seq
-    qualify row_number() over (partition by x.person_id
-                               order by r._extract_date desc, r._line desc) = 1
-)
-select {COMMON},
-       t.pat_address as address_to_inspect, t.pat_zip as zip,
-       o.household_id, o.member_seq, o.first_name, o.last_name, o.parcel_id,
-       o.address as roster_address, o.unit as roster_unit
-from open_alerts as a
-left join latest_tests as t on t.test_id = a.evidence_test_id
-left join own as o on o.person_id = a.person_id
-where a.assigned_agency = 'housing'
-order by {URGENCY}
-"""
 
-PROVIDERS = f"""
-with own as (
-    select x.person_id, s.provider_code, s.client_id, s.client_first_name, s.client_last_name,
-           s.client_dob, s.client_address, s.client_zip
-    from linkage.person_crosswalk as x
-    join raw.providers__services as s
-      on x.source = 'providers' and x.record_key = s.provider_code || '-' || s.record_id
-    qualify row_number() over (partition by x.person_id
-                               order by s.service_date desc, s._extract_date desc) = 1
-)
-select {COMMON},
-       o.provider_code, o.client_id, o.client_first_name, o.client_last_name, o.client_dob,
-       o.client_address, o.client_zip,
-       case when o.client_id is null then 'health (confirming test)' end as referral_from,
-       case when o.client_id is null then t.pat_first_name end as referral_first_name,
-       case when o.client_id is null then t.pat_last_name end as referral_last_name,
-       case when o.client_id is null then t.pat_dob end as referral_dob,
-       case when o.client_id is null then t.pat_address end as referral_address,
-       case when o.client_id is null then t.pat_zip end as referral_zip,
-       case when o.client_id is null then t.guardian_name end as referral_guardian
-from open_alerts as a
-left join latest_tests as t on t.test_id = a.evidence_test_id
-left join own as o on o.person_id = a.person_id
-where a.assigned_agency = 'providers'
-order by {URGENCY}
-"""
-
-LISTS = {"health": HEALTH, "housing": HOUSING, "providers": PROVIDERS}
-
-# the columns naming the child on each agency's list (the rest are the alert's own)
-IDENTITY_COLUMNS = {
-    "health": ["TEST_ID", "PATIENT_ID", "PAT_FIRST_NAME", "PAT_LAST_NAME", "PAT_DOB",
-               "PAT_ADDRESS", "PAT_ZIP", "GUARDIAN_NAME"],
-    "housing": ["address_to_inspect", "zip", "household_id", "member_seq", "first_name",
-                "last_name", "parcel_id"],
-    "providers": ["provider_code", "client_id", "client_first_name", "client_last_name",
-                  "client_dob", "client_address", "referral_from", "referral_first_name",
-                  "referral_last_name", "referral_dob", "referral_address", "referral_guardian"],
+# Each source: (alert_id, columns...) for the alerts in org_alerts (one organisation's).
+SOURCES: dict[str, str] = {
+    "health_test": f"""
+        select a.alert_id, {_contract_columns('t', HEALTH)}
+        from org_alerts as a join latest_tests as t on t.test_id = a.evidence_test_id""",
+    "housing_roster": f"""
+        select a.alert_id, {_contract_columns('r', RESIDENTS)}
+        from org_alerts as a
+        join linkage.person_crosswalk as x on x.person_id = a.person_id and x.source = 'housing'
+        join raw.housing__residents as r on x.record_key = r.household_id || '-' || r.member_seq
+        qualify row_number() over (partition by a.alert_id
+                                   order by r._extract_date desc, r._line desc) = 1""",
+    "school_student": f"""
+        select a.alert_id, {_contract_columns('e', ENROLLMENT)}
+        from org_alerts as a join raw.schools__enrollment as e
+          on e.studentid = a.evidence_student_id
+        qualify row_number() over (partition by a.alert_id
+                                   order by e._extract_date desc, e._line desc) = 1""",
+    "provider_client": f"""
+        select a.alert_id, {_contract_columns('s', SERVICES)}
+        from org_alerts as a
+        join linkage.person_crosswalk as x on x.person_id = a.person_id and x.source = 'providers'
+        join raw.providers__services as s
+          on x.record_key = s.provider_code || '-' || s.record_id
+         and s.provider_code = $organisation
+        qualify row_number() over (partition by a.alert_id
+                                   order by s.service_date desc, s._extract_date desc,
+                                            s._line desc) = 1""",
+    "referral": """
+        select a.alert_id, 'health department (confirming test)' as referral_from,
+               t.pat_first_name as referral_first_name, t.pat_last_name as referral_last_name,
+               t.pat_dob as referral_dob, t.pat_address as referral_address,
+               t.pat_zip as referral_zip, t.guardian_name as referral_guardian
+        from org_alerts as a join latest_tests as t on t.test_id = a.evidence_test_id
+        where a.is_referral""",
+    "dwelling": """
+        with on_test as (
+            select a.alert_id, a.person_id, a.episode_date,
+                   nullif(trim(t.pat_address), '') as line, t.pat_zip as zip
+            from org_alerts as a left join latest_tests as t on t.test_id = a.evidence_test_id
+        ),
+        elsewhere as (
+            select x.person_id, r.address || coalesce(' #' || nullif(trim(r.unit), ''), '')
+                   as line, r.zip, r._extract_date as seen, 'housing roster' as found_in
+            from linkage.person_crosswalk as x join raw.housing__residents as r
+              on x.source = 'housing' and x.record_key = r.household_id || '-' || r.member_seq
+            union all
+            select x.person_id, e.homeaddress, e.zip, e._extract_date, 'school roster'
+            from linkage.person_crosswalk as x join raw.schools__enrollment as e
+              on x.source = 'schools' and x.record_key = e.studentid
+            union all
+            select x.person_id, s.client_address, s.client_zip, s.service_date,
+                   'a provider''s record'
+            from linkage.person_crosswalk as x join raw.providers__services as s
+              on x.source = 'providers' and x.record_key = s.provider_code || '-' || s.record_id
+        ),
+        nearest as (
+            select t.alert_id, o.line, o.zip, o.found_in, o.seen
+            from on_test as t join elsewhere as o on o.person_id = t.person_id
+            where t.line is null and nullif(trim(o.line), '') is not null
+            qualify row_number() over (
+                partition by t.alert_id
+                order by (o.seen <= t.episode_date) desc,
+                         abs(date_diff('day', o.seen, t.episode_date)), o.found_in, o.line) = 1
+        )
+        select t.alert_id,
+               coalesce(t.line, n.line, 'address unknown') as address_to_inspect,
+               case when t.line is not null then t.zip else coalesce(n.zip, t.zip) end as zip,
+               case when t.line is not null then 'the confirming blood lead test'
+                    when n.line is not null
+                        then n.found_in || ' (' || strftime(n.seen, '%Y-%m-%d') || ')'
+                    else 'no street line in any record: ask the health department''s case '
+                         || 'manager or the child''s doctor for the home address'
+               end as address_from
+        from on_test as t left join nearest as n using (alert_id)""",
 }
 
-LABELS = {
-    "TEST_ID": "Test", "PATIENT_ID": "Patient", "PAT_FIRST_NAME": "First name",
-    "PAT_LAST_NAME": "Last name", "PAT_DOB": "Born", "PAT_ADDRESS": "Address", "PAT_ZIP": "ZIP",
-    "GUARDIAN_NAME": "Guardian", "address_to_inspect": "Home to inspect", "zip": "ZIP",
-    "household_id": "Your household", "member_seq": "Member", "first_name": "First name",
-    "last_name": "Last name", "parcel_id": "Parcel", "provider_code": "Provider",
-    "client_id": "Your client", "client_first_name": "First name",
-    "client_last_name": "Last name", "client_dob": "Born", "client_address": "Address",
-    "referral_from": "Referral from", "referral_first_name": "First name",
-    "referral_last_name": "Last name", "referral_dob": "Born", "referral_address": "Address",
-    "referral_guardian": "Guardian",
-}
+
+@dataclass(frozen=True)
+class ListColumn:
+    source: str
+    column: str
+    label: str
+
+
+def list_columns() -> dict[str, list[ListColumn]]:
+    """Each kind of list's identity columns, in order, from seeds/list_columns.csv."""
+    out: dict[str, list[ListColumn]] = {}
+    with open(SEEDS / "list_columns.csv", newline="") as fh:
+        for row in csv.DictReader(fh):
+            if row["source"] not in SOURCES:
+                raise ValueError(f"seeds/list_columns.csv names an unknown source "
+                                 f"{row['source']!r}; known: {', '.join(SOURCES)}")
+            out.setdefault(row["list"], []).append(
+                ListColumn(row["source"], row["column"], row["label"]))
+    return out
+
+
+def kind_of(organisation: str) -> str:
+    """The kind of list an organisation gets: health, housing, schools, or provider."""
+    return organisation if organisation in KINDS else "provider"
+
+
+def agency_of(organisation: str) -> str:
+    """The agency an organisation belongs to, as rules and feeds name it."""
+    return organisation if organisation in KINDS else "providers"
+
+
+def weekly_capacity(organisation: str) -> int:
+    """An organisation's cap: its own seed row, else its agency's, overridden by
+    PLUMBLINE_WEEKLY_CAPACITY ("providers=25,HHN=10"); 0 means no cap."""
+    with open(SEEDS / "agency_lists.csv", newline="") as fh:
+        caps = {r["organisation"]: int(r["weekly_capacity"]) for r in csv.DictReader(fh)}
+    for part in filter(None, os.environ.get("PLUMBLINE_WEEKLY_CAPACITY", "").split(",")):
+        name, _, value = part.partition("=")
+        caps[name.strip()] = int(value)
+    return caps.get(organisation, caps.get(agency_of(organisation), 0))
+
+
+def list_query(kind: str, columns: list[ListColumn]) -> str:
+    """The one templated query behind every list: the organisation's open alerts, joined to
+    each source its seed rows name, showing those columns under their names."""
+    sources = list(dict.fromkeys(c.source for c in columns))
+    joins = "\n".join(f"left join ({SOURCES[s]}) as src_{s} using (alert_id)" for s in sources)
+    picked = ", ".join(f'src_{c.source}."{c.column}"' for c in columns)
+    return f"""
+        select a.alert_id, a.rule_code, a.band, a.due_date, a.days_overdue, a.reason,
+               a.next_step, a.is_referral, a.contact_attempts, a.last_feedback_status,
+               a.is_old_episode{', ' + picked if picked else ''}
+        from org_alerts as a
+        {joins}
+    """
+
 
 @dataclass
 class AgencyList:
-    agency: str
+    organisation: str
     as_of: date
     rows: pd.DataFrame
-    held_back: int
     capacity: int
     stale: list[str]
+    held_back: dict[str, int] = field(default_factory=dict)
+    columns: list[ListColumn] = field(default_factory=list)
+
+    @property
+    def held_back_total(self) -> int:
+        return sum(self.held_back.values())
+
+    def counts(self) -> dict[str, int]:
+        return {s: int((self.rows["section"] == s).sum()) for s in SECTIONS}
 
     def summary(self) -> dict:
-        return {"agency": self.agency, "as_of": self.as_of.isoformat(),
-                "alerts_on_list": len(self.rows), "held_back": self.held_back,
+        counts = self.counts()
+        return {"organisation": self.organisation, "as_of": self.as_of.isoformat(),
+                "alerts_on_list": len(self.rows),
+                "new_since_last_list": counts["NEW"],
+                "due_this_week": counts["DUE_THIS_WEEK"],
+                "backlog": counts["BACKLOG"],
+                "held_back": self.held_back_total,
+                "held_back_by_section": {s: self.held_back.get(s, 0) for s in SECTIONS},
                 "weekly_capacity": self.capacity or None, "stale_feeds": self.stale}
 
 
-def weekly_capacity() -> dict[str, int]:
-    """Each agency's cap: the seed, overridden by PLUMBLINE_WEEKLY_CAPACITY ("providers=25")."""
-    with open(SEEDS / "agency_lists.csv", newline="") as fh:
-        caps = {r["agency"]: int(r["weekly_capacity"]) for r in csv.DictReader(fh)}
-    for part in filter(None, os.environ.get("PLUMBLINE_WEEKLY_CAPACITY", "").split(",")):
-        agency, _, value = part.partition("=")
-        caps[agency.strip()] = int(value)
-    return caps
+def organisations(vault: duckdb.DuckDBPyConnection) -> list[str]:
+    """Who gets a list: each kind with an enabled rule, every provider that sends services,
+    and every organisation an open alert is assigned to."""
+    with open(SEEDS / "alert_rules.csv", newline="") as fh:
+        kinds = {r["assigned_agency"] for r in csv.DictReader(fh)
+                 if r["enabled"].strip().lower() == "true"}
+    found = {k for k in kinds if k in KINDS}
+    if "providers" in kinds:
+        found |= {c for (c,) in vault.execute(
+            "select distinct provider_code from raw.providers__services").fetchall()}
+    found |= {o for (o,) in vault.execute(
+        "select distinct assigned_organisation from open_alerts").fetchall()}
+    bad = sorted(o for o in found if not (o and ORGANISATION.fullmatch(o)))
+    if bad:
+        raise ValueError(f"{len(bad)} organisation code(s) are not plain letters and digits; "
+                         "no list is written under such a name")
+    return sorted(found)
 
 
-def write_alert_lists(settings: Settings) -> dict[str, int]:
-    """Write each agency's list (CSV, printable HTML, JSON summary); returns rows per agency."""
+def previously_listed(vault: duckdb.DuckDBPyConnection, organisation: str, as_of: date
+                      ) -> set[str]:
+    """Alert ids on this organisation's lists before this as-of date (a re-run on the same
+    date sees the same history, so it writes the same bytes)."""
+    if not _has_table(vault, "delivery", "list_items"):
+        return set()
+    return {a for (a,) in vault.execute(
+        "select alert_id from delivery.list_items where agency = ? and first_listed < ?",
+        [organisation, as_of]).fetchall()}
+
+
+def triage(frame: pd.DataFrame, listed_before: set[str]) -> pd.DataFrame:
+    """Sections and order: new since the last list, then fell due this week, then backlog;
+    within each, band D first, then the longest overdue."""
+    frame = frame.copy()
+    new = ~frame["alert_id"].isin(listed_before) & ~frame["is_old_episode"].astype(bool)
+    this_week = frame["days_overdue"] <= DUE_THIS_WEEK_DAYS
+    frame["section"] = "BACKLOG"
+    frame.loc[this_week, "section"] = "DUE_THIS_WEEK"
+    frame.loc[new, "section"] = "NEW"
+    frame["section_order"] = frame["section"].map(SECTIONS.index)
+    frame["band_order"] = frame["band"].map({"D": 1, "C": 2, "B": 3, "A": 4}).fillna(5)
+    return frame.sort_values(URGENCY, ascending=URGENCY_ASCENDING).reset_index(drop=True)
+
+
+def write_alert_lists(settings: Settings) -> dict[str, AgencyList]:
+    """Write each organisation's list, page, summary and feedback template."""
     stamp = settings.as_of.strftime("%Y%m%d")
-    caps = weekly_capacity()
-    counts: dict[str, int] = {}
+    by_kind = list_columns()
+    written: dict[str, AgencyList] = {}
     with warehouse_lock(settings.data_dir), connect(settings.vault_path) as vault:
         vault.execute(f"attach '{settings.warehouse_path}' as wh (read_only)")
         try:
-            vault.execute(ALERTS)
+            vault.execute(OPEN_ALERTS)
             stale = stale_by_agency(vault, settings.as_of)
-            for agency, sql in LISTS.items():
-                frame = vault.execute(sql).df()
-                cap = caps.get(agency, 0)
+            for organisation in organisations(vault):
+                kind = kind_of(organisation)
+                columns = by_kind.get(kind, [])
+                vault.execute("create or replace temp table org_alerts as select * from "
+                              "open_alerts where assigned_organisation = ?", [organisation])
+                frame = vault.execute(list_query(kind, columns),
+                                      {"organisation": organisation}
+                                      if "provider_client" in {c.source for c in columns}
+                                      else None).df()
+                frame = triage(frame, previously_listed(vault, organisation, settings.as_of))
+                cap = weekly_capacity(organisation)
                 shown = frame if cap <= 0 else frame.head(cap)
-                listing = AgencyList(agency, settings.as_of, shown, len(frame) - len(shown), cap,
-                                     stale.get(agency, []))
-                folder = settings.outbox / agency
-                _write(shown, folder / f"alerts_{stamp}.csv")
+                held = frame.iloc[len(shown):]["section"].value_counts().to_dict()
+                listing = AgencyList(organisation, settings.as_of,
+                                     shown[COMMON_COLUMNS + [c.column for c in columns]],
+                                     cap, stale.get(agency_of(organisation), []),
+                                     {str(k): int(v) for k, v in held.items()}, columns)
+                folder = settings.outbox / organisation
+                _log(vault, listing, f"alerts_{stamp}.csv")  # logged before it can be read
+                write_csv(listing.rows, folder / f"alerts_{stamp}.csv")
+                write_csv(feedback_template(listing), folder / f"alert_feedback_{stamp}.csv")
                 _atomic_text(folder / f"alerts_{stamp}.html", render_html(listing))
                 _atomic_text(folder / f"alerts_{stamp}.json",
                              json.dumps(listing.summary(), indent=2))
-                counts[agency] = len(shown)
-                _log(vault, listing, folder / f"alerts_{stamp}.csv")
+                written[organisation] = listing
         finally:
             vault.execute("detach wh")
-    return counts
+    return written
 
 
-def _write(frame: pd.DataFrame, path: Path) -> None:
-    frame = frame.copy()
-    for col in frame.columns:
-        if pd.api.types.is_datetime64_any_dtype(frame[col]):
-            frame[col] = frame[col].dt.strftime("%Y-%m-%d")
-    buf = io.StringIO()
-    frame.to_csv(buf, index=False)
-    _atomic_text(path, buf.getvalue())
+def feedback_template(listing: AgencyList) -> pd.DataFrame:
+    """One row per alert on the list: the id filled in, status and note left for the team."""
+    frame = pd.DataFrame({"alert_id": listing.rows["alert_id"]})
+    for col in FEEDBACK_COLUMNS[1:]:
+        frame[col] = ""
+    return frame
 
 
 def _atomic_text(path: Path, text: str) -> None:
@@ -215,62 +350,61 @@ def _atomic_text(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def _cell(value: object) -> str:
-    if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NaT:
+def _text(value: object) -> str:
+    if value is None or value is pd.NaT or (isinstance(value, float) and pd.isna(value)):
         return ""
-    if isinstance(value, pd.Timestamp):
+    if isinstance(value, pd.Timestamp | datetime | date):
         return value.strftime("%Y-%m-%d")
-    return html.escape(str(value))
+    return str(value)
+
+
+_TEMPLATES = Environment(loader=PackageLoader("pipelines", "templates"),
+                         autoescape=select_autoescape(["html", "j2"]),
+                         trim_blocks=True, lstrip_blocks=True)
+
+
+def bands() -> list[dict[str, str]]:
+    with open(SEEDS / "lead_bands.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
 
 
 def render_html(listing: AgencyList) -> str:
-    """A page a caseworker can print: most urgent first, reason and next step in words."""
-    rows = []
-    for r in listing.rows.to_dict("records"):
-        who = "<br>".join(f"<span class=k>{LABELS[c]}</span> {_cell(r.get(c))}"
-                          for c in IDENTITY_COLUMNS[listing.agency] if _cell(r.get(c)))
-        attempts = int(r.get("contact_attempts") or 0)
-        tried = (f"<div class=tried>{attempts} contact attempt{'s' if attempts != 1 else ''} "
-                 f"so far (last: {_cell(r.get('last_feedback_status'))})</div>"
-                 if attempts else "")
-        rows.append(
-            f"<tr class=band-{_cell(r['band'])}><td class=band>{_cell(r['band'])}</td>"
-            f"<td>{_cell(r['days_overdue'])} days<br><small>due {_cell(r['due_date'])}</small>"
-            f"</td><td>{who}</td><td>{_cell(r['reason'])}{tried}</td>"
-            f"<td>{_cell(r['next_step'])}<div class=id>alert {_cell(r['alert_id'])}</div>"
-            "</td></tr>")
-    warnings = "".join(f"<p class=stale>{html.escape(s)}</p>" for s in listing.stale)
-    held = (f"<p class=held>{listing.held_back} more open alert"
-            f"{'s are' if listing.held_back != 1 else ' is'} held back for next week's list "
-            f"(weekly capacity {listing.capacity}).</p>" if listing.held_back else "")
-    title = f"Lead follow-up alerts for {listing.agency}, {listing.as_of:%d %B %Y}"
-    return f"""<!doctype html>
-<html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>
-<style>
-body{{font-family:system-ui,sans-serif;margin:2em;color:#222}}
-h1{{font-size:1.4em}} table{{border-collapse:collapse;width:100%}}
-th,td{{border-bottom:1px solid #ccc;padding:.5em;vertical-align:top;text-align:left}}
-td.band{{font-weight:bold;font-size:1.3em}} .band-D td.band,.band-C td.band{{color:#a00}}
-.k{{color:#666;font-size:.8em}} .id{{color:#888;font-size:.75em;margin-top:.4em}}
-.stale{{background:#fff3cd;border:1px solid #e0b000;padding:.6em}}
-.held{{background:#eef;padding:.6em}} .tried{{margin-top:.4em;font-style:italic}}
-@media print{{body{{margin:0}} tr{{page-break-inside:avoid}}}}
-</style></head><body>
-<h1>{html.escape(title)}</h1>
-{warnings}
-<p>{len(listing.rows)} open alert{'s' if len(listing.rows) != 1 else ''}, most urgent first
-(band D is the most urgent, then the longest overdue). Please answer each one in your
-feedback file with RESOLVED, IN_PROGRESS, UNABLE_TO_CONTACT, NOT_APPLICABLE or WRONG_PERSON.</p>
-{held}
-<table><thead><tr><th>Band</th><th>Overdue</th><th>Child (as your records have it)</th>
-<th>Why</th><th>Next step</th></tr></thead><tbody>
-{''.join(rows) or '<tr><td colspan=5>No open alerts.</td></tr>'}
-</tbody></table></body></html>
-"""
+    """A page a caseworker can print: sections, most urgent first, reason and next step in
+    words, a footer with the organisation, date and page, and how to answer."""
+    sections = []
+    for s in SECTIONS:
+        rows = []
+        for r in listing.rows[listing.rows["section"] == s].to_dict("records"):
+            who = [(c.label, _text(r.get(c.column))) for c in listing.columns
+                   if _text(r.get(c.column))]
+            rows.append({"alert_id": r["alert_id"], "band": _text(r["band"]),
+                         "days_overdue": _text(r["days_overdue"]),
+                         "due_date": _text(r["due_date"]), "who": who,
+                         "reason": _text(r["reason"]), "next_step": _text(r["next_step"]),
+                         "referral": bool(r.get("is_referral")),
+                         "attempts": int(r.get("contact_attempts") or 0),
+                         "last_status": _text(r.get("last_feedback_status"))})
+        sections.append({"key": s, "title": SECTION_TITLES[s], "rows": rows,
+                         "held_back": listing.held_back.get(s, 0)})
+    stamp = listing.as_of.strftime("%Y%m%d")
+    return _TEMPLATES.get_template("alert_list.html.j2").render(
+        organisation=listing.organisation, as_of=listing.as_of,
+        as_of_text=f"{listing.as_of:%d %B %Y}", sections=sections, total=len(listing.rows),
+        held_back=listing.held_back_total, capacity=listing.capacity, stale=listing.stale,
+        bands=bands(), statuses=FEEDBACK_STATUSES,
+        template_name=f"alert_feedback_{stamp}.csv",
+        feedback_path=f"feedback/{listing.organisation}/alert_feedback_YYYYMMDD.csv")
 
 
-def _log(vault: duckdb.DuckDBPyConnection, listing: AgencyList, path: Path) -> None:
-    """Who wrote which list when, and which alerts it carried; never the identities."""
+def _has_table(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    return bool(con.execute(
+        "select count(*) from information_schema.tables where table_schema = ? "
+        "and table_name = ?", [schema, table]).fetchall()[0][0])
+
+
+def _log(vault: duckdb.DuckDBPyConnection, listing: AgencyList, file_name: str) -> None:
+    """Who wrote which list when, and which alerts it carried; never the identities. One
+    transaction, before the files: a list a partner can read is always known to feedback."""
     vault.execute("create schema if not exists delivery")
     vault.execute(
         "create table if not exists delivery.list_log (written_at timestamp, agency varchar, "
@@ -283,16 +417,22 @@ def _log(vault: duckdb.DuckDBPyConnection, listing: AgencyList, path: Path) -> N
         "person_id varchar, evidence_test_id varchar, first_listed date)")
     who = f"{getpass.getuser()}@{socket.gethostname()}:{os.environ.get('DAGSTER_RUN_ID', 'cli')}"
     ids = list(listing.rows["alert_id"])
-    vault.execute(
-        "insert into delivery.list_log (written_at, written_by, agency, file_name, as_of, "
-        "alert_count, held_back, alert_ids) values (?, ?, ?, ?, ?, ?, ?, ?)",
-        [datetime.now(UTC).replace(tzinfo=None), who, listing.agency, path.name,
-         listing.as_of, len(ids), listing.held_back, ids])
-    vault.register("shown", pd.DataFrame({"alert_id": ids}))
-    vault.execute(
-        "insert into delivery.list_items "
-        "select a.alert_id, ?, a.person_id, a.evidence_test_id, ? from open_alerts a "
-        "join shown s using (alert_id) "
-        "where a.alert_id not in (select alert_id from delivery.list_items where agency = ?)",
-        [listing.agency, listing.as_of, listing.agency])
-    vault.unregister("shown")
+    vault.execute("begin transaction")
+    try:
+        vault.execute(
+            "insert into delivery.list_log (written_at, written_by, agency, file_name, as_of, "
+            "alert_count, held_back, alert_ids) values (?, ?, ?, ?, ?, ?, ?, ?)",
+            [datetime.now(UTC).replace(tzinfo=None), who, listing.organisation, file_name,
+             listing.as_of, len(ids), listing.held_back_total, ids])
+        vault.register("shown", pd.DataFrame({"alert_id": ids}, dtype="object"))
+        vault.execute(
+            "insert into delivery.list_items "
+            "select a.alert_id, ?, a.person_id, a.evidence_test_id, ? from open_alerts a "
+            "join shown s using (alert_id) "
+            "where a.alert_id not in (select alert_id from delivery.list_items where agency = ?)",
+            [listing.organisation, listing.as_of, listing.organisation])
+        vault.unregister("shown")
+        vault.execute("commit")
+    except Exception:
+        vault.execute("rollback")
+        raise

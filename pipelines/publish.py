@@ -28,6 +28,7 @@ import matplotlib
 import pandas as pd
 
 from pipelines.stores import Settings, warehouse_lock
+from pipelines.suppression import FOLLOWUP_PAIRS
 
 matplotlib.use("Agg")
 import matplotlib.dates as mdates
@@ -246,8 +247,7 @@ them be worked out. All figures are aggregate; no child can be identified here.<
 <h2>Children tested, by month</h2>
 <img alt="children tested each month" src="data:image/png;base64,{base64.b64encode(tested_png).decode()}">
 {_table(city.tail(12), ["month", "children_tested", "children_elevated", "children_confirmed",
-                        "share_venous_confirmation_in_time", "share_investigation_in_time",
-                        "share_case_management_in_time"])}
+                        *(f"share_{in_time}" for _, in_time in FOLLOWUP_PAIRS)])}
 <h2>By ZIP, {html.escape(str(latest))}</h2>
 {_table(by_zip[by_zip["month"] == latest], ["zip5", "children_tested", "children_elevated",
                                               "children_confirmed"])}

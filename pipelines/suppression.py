@@ -12,14 +12,23 @@ worked out.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 TOTAL = "ALL"
 
-# the published follow-up measures: (steps due, steps taken in time) for each rule
-FOLLOWUP_PAIRS = [("venous_confirmation_due", "venous_confirmation_in_time"),
-                  ("investigation_due", "investigation_in_time"),
-                  ("case_management_due", "case_management_in_time")]
+SEEDS_DIR = Path(__file__).resolve().parent.parent / "seeds"
+
+
+def followup_pairs(rules: pd.DataFrame) -> list[tuple[str, str]]:
+    """The published follow-up measures, (steps due, steps taken in time), of every enabled
+    rule in the alert_rules seed, in rule-code order: a rule switched off is published nowhere."""
+    on = rules[rules["enabled"].astype(str).str.lower().isin(["true", "1"])]
+    return [(f"{m}_due", f"{m}_in_time") for m in on.sort_values("rule_code")["measure"]]
+
+
+FOLLOWUP_PAIRS = followup_pairs(pd.read_csv(SEEDS_DIR / "alert_rules.csv", dtype=str))
 
 
 def publish(frame: pd.DataFrame, group_keys: list[str], cell: str, measures: list[str],

@@ -57,7 +57,7 @@ join linkage.person_crosswalk x
 """
 
 ENROLLMENT_SQL = """
-select x.person_id, e.schoolcode as school_code, e.gradelevel as grade_level,
+select e.studentid, x.person_id, e.schoolcode as school_code, e.gradelevel as grade_level,
        e.entrydate as entry_date, e.exitdate as exit_date, e.iep = 'Y' as iep,
        e.section504 = 'Y' as section_504, e.attendancerate as attendance_rate, e.zip,
        e._extract_date as snapshot_date
@@ -120,6 +120,8 @@ def build_sources(vault: duckdb.DuckDBPyConnection, key: bytes) -> dict[str, pd.
     res = _dwelling(res, key, "address", "unit", "zip")
 
     enr = vault.execute(ENROLLMENT_SQL).df()
+    record_map.append(("student", enr["studentid"].drop_duplicates()))
+    enr["student_key"] = _pseudo(key, "student", enr.pop("studentid"))
     enr["zip5"] = [std_zip(z) for z in enr.pop("zip")]
 
     svc = vault.execute(SERVICES_SQL).df()

@@ -33,3 +33,29 @@
         c.sample_type_label,
         c.next_confirmation_date as superseded_on,
 {%- endmacro %}
+
+{#- The alert rule models, one per rule (int_alerts__<rule_code in lower case>, tagged
+    `alert_rule`). The one list of them: the alerts mart and the policy facts union what it
+    names, and each rule's `enabled` flag, agency and published measure are rows of the
+    alert_rules seed. A new rule is its model, a line here and its seed rows. (dbt resolves
+    refs when it parses, before the graph exists, so the list cannot be discovered by tag.) -#}
+{% macro alert_rule_models() -%}
+    {{ return([
+        'int_alerts__confirmatory_test_overdue',
+        'int_alerts__environmental_investigation_overdue',
+        'int_alerts__case_management_overdue',
+        'int_alerts__learning_support_review_overdue',
+    ]) }}
+{%- endmacro %}
+
+{#- The published follow-up measures of the enabled rules, from the alert_rules seed (read when
+    dbt runs; names only, for pivoting). -#}
+{% macro followup_measures() -%}
+    {%- if execute -%}
+        {%- set rows = run_query("select measure from " ~ ref('alert_rules')
+                                 ~ " where enabled order by rule_code") -%}
+        {{ return(rows.columns[0].values() | list) }}
+    {%- else -%}
+        {{ return([]) }}
+    {%- endif -%}
+{%- endmacro %}

@@ -106,6 +106,8 @@ class Person:
     alt_last: str | None = None  # maiden name, custody change: used by some feeds
     student_id: str | None = None
     client_ids: dict[str, str] = field(default_factory=dict)
+    # a planted school record: grade, entry, exit, iep_old (older snapshot), iep_now
+    school: dict | None = None
 
 
 @dataclass
@@ -246,7 +248,7 @@ class City:
         return row
 
     def add_inspection(self, address: Address, day: date, itype: str, trigger: str,
-                       hazard: str, unit: str | None = "same") -> dict:
+                       hazard: str, unit: str | None = "same", planted: bool = False) -> dict:
         r = self.rng
         recorded = day + timedelta(days=r.randint(0, 10))
         order = ""
@@ -256,7 +258,7 @@ class City:
             order = od.isoformat() if od <= self.as_of else ""
             cd = day + timedelta(days=r.randint(60, 200))
             clearance = cd.isoformat() if cd <= self.as_of and r.random() < 0.6 else ""
-        row = {"_recorded": recorded, "_address": address,
+        row = {"_recorded": recorded, "_address": address, "_planted": planted,
                "_unit": address.unit if unit == "same" else unit,
                "inspection_id": f"INS-{self.new_id('inspection', 7)}",
                "parcel_id": address.parcel, "inspection_date": day.isoformat(),
@@ -504,7 +506,8 @@ class City:
         self.add_test(w, ago(120), "C", "14.0")
         self.add_test(w, ago(110), "V", "12.5")
         addr = w.household.address
-        self.add_inspection(addr, ago(95), "LEAD_RISK_ASSESSMENT", "EBLL_REFERRAL", "true")
+        self.add_inspection(addr, ago(95), "LEAD_RISK_ASSESSMENT", "EBLL_REFERRAL", "true",
+                            planted=True)
         self.add_service(w, "HHN", "LEAD_CASE_MGMT", ago(100), "COMPLETED", "Health Dept")
         for rule, agency in ((conf, "health"), (env, "housing"), (cm, "providers")):
             self.expect("WELL_MANAGED", w, rule, agency, "", "NONE", "every step in time")
@@ -512,7 +515,7 @@ class City:
         (n,) = self.planted_family("NO_SHOW", 900)
         self.add_test(n, ago(150), "V", "8.0")
         self.add_inspection(n.household.address, ago(120), "LEAD_RISK_ASSESSMENT",
-                            "EBLL_REFERRAL", "false")
+                            "EBLL_REFERRAL", "false", planted=True)
         self.add_service(n, "HHN", "LEAD_CASE_MGMT", ago(140), "NO_SHOW", "Health Dept")
         self.expect("NO_SHOW", n, cm, "providers", "A", "OPEN", "only a no-show")
         self.expect("NO_SHOW", n, env, "housing", "", "NONE", "inspected in time")
@@ -520,7 +523,7 @@ class City:
         (o,) = self.planted_family("OTHER_UNIT", 800)
         self.add_test(o, ago(60), "V", "22.0")
         self.add_inspection(o.household.address, ago(50), "LEAD_RISK_ASSESSMENT",
-                            "EBLL_REFERRAL", "false", unit="1")
+                            "EBLL_REFERRAL", "false", unit="1", planted=True)
         self.add_service(o, "HHN", "LEAD_CASE_MGMT", ago(55), "IN_PROGRESS", "Health Dept")
         self.expect("OTHER_UNIT", o, env, "housing", "C", "OPEN", "inspected unit 1, lives in 3")
         self.expect("OTHER_UNIT", o, cm, "providers", "", "NONE", "case management started")
@@ -555,6 +558,29 @@ class City:
         (g,) = self.planted_family("TOO_OLD", 6 * 365 + 200)
         self.add_test(g, ago(60), "V", "15.0")
         self.expect("TOO_OLD", g, env, "housing", "", "NONE", "77 months at the sample")
+
+        # rule 4: schools. A child on the roster in PK3-03 with no IEP or 504 plan, 30 days
+        # after the later of the confirmation and the school entry date.
+        lsr = "LEARNING_SUPPORT_REVIEW_OVERDUE"
+        school_cases = [
+            # case, age in days, test days ago, result, band, grade, entry days ago, exit days
+            # ago, IEP in the older / newest snapshot, expected
+            ("SCHOOL_K", 2000, 200, "12.0", "B", "K", 280, None, "N", "N", "OPEN"),
+            ("SCHOOL_IEP_LATER", 2000, 200, "8.0", "A", "K", 280, None, "N", "Y", "NONE"),
+            ("SCHOOL_GRADE_04", 3470, 1460, "6.0", "A", "04", 280, None, "N", "N", "NONE"),
+            ("SCHOOL_EXITED", 2000, 200, "15.0", "B", "K", 280, 8, "N", "N", "NONE"),
+            ("SCHOOL_ENTERED_LATER", 1500, 400, "9.0", "A", "PK4", 60, None, "N", "N", "OPEN"),
+            ("SCHOOL_NOT_YET_DUE", 1500, 400, "9.0", "A", "PK4", 20, None, "N", "N", "NONE"),
+        ]
+        for case, age, tested, result, band, grade, entry, exited, iep_old, iep_now, want in (
+                school_cases):
+            (sc,) = self.planted_family(case, age)
+            self.add_test(sc, ago(tested), "V", result)
+            sc.school = {"grade": grade, "entry": ago(entry),
+                         "exit": ago(exited) if exited is not None else None,
+                         "iep_old": iep_old, "iep_now": iep_now}
+            self.expect(case, sc, lsr, "schools", band if want == "OPEN" else "", want,
+                        f"{grade}, entered {entry} days ago, IEP {iep_old}->{iep_now}")
 
     # ------------------------------------------------------------ mess
     def typo(self, s: str) -> str:
@@ -613,15 +639,18 @@ class City:
                 return d
         return d
 
-    def street_line(self, a: Address, with_unit: bool = True) -> str:
+    def street_line(self, a: Address, with_unit: bool = True, planted: bool = False) -> str:
+        """The street line as a partner typed it. A planted case's line keeps every letter of
+        the street (its spelling may vary, never its name), so the case tests the rule it was
+        planted for and not the address matching."""
         r = self.rng
-        if self.chance(0.01 * self.mess):
+        if not planted and self.chance(0.01 * self.mess):
             return ""
         parts = [str(a.number)]
         if a.predir:
             parts.append(N.DIRECTIONS[a.predir] if r.random() < 0.4 else a.predir)
         street = a.street
-        if self.chance(0.02 * self.mess):
+        if not planted and self.chance(0.02 * self.mess):
             street = self.typo(street)
         parts.append(street)
         st = r.random()
@@ -652,7 +681,8 @@ class City:
             "PAT_LAST_NAME": self.messy_last(p, late=t["SAMPLE_DATE"] > self.as_of - timedelta(days=200)),
             "PAT_DOB": dob.strftime("%m/%d/%Y") if dob else "",
             "PAT_SEX": p.sex if not self.chance(0.03) else "U",
-            "PAT_ADDRESS": self.street_line(t["_address"]), "PAT_CITY": self.case("Baltimore"),
+            "PAT_ADDRESS": self.street_line(t["_address"],
+                                            planted=t["_pid"] in self._planted_ids), "PAT_CITY": self.case("Baltimore"),
             "PAT_ZIP": self.zip_field(t["_address"].zip),
             "GUARDIAN_NAME": f"{guardian.last.upper()}, {guardian.first.upper()}" if guardian and self.chance(0.4) else "",
             "MEDICAID_ID": p.medicaid if p.medicaid and self.chance(0.6) else "",
@@ -710,6 +740,10 @@ class City:
         for p in self.persons:
             if p.relationship != "CHILD":
                 continue
+            if p.school is not None:
+                if p.school["entry"] <= snapshot:
+                    rows.append(self.planted_enrollment_row(p, snapshot, current))
+                continue
             school_year = snapshot.year if snapshot.month >= 9 else snapshot.year - 1
             age_sept = age_months(p.dob, date(school_year, 9, 1)) // 12
             if not 3 <= age_sept <= 17:
@@ -743,6 +777,29 @@ class City:
                 "GuardianName": f"{guardian.first} {guardian.last}", "_pid": p.tid,
             })
         return rows
+
+    def planted_enrollment_row(self, p: Person, snapshot: date, current: bool) -> dict:
+        """A planted child's roster row, exactly as its case says (names kept clean)."""
+        if p.student_id is None:
+            p.student_id = f"{self.new_id('student', 8)}"
+        code, name = N.SCHOOLS[int(p.household.hid[1:]) % len(N.SCHOOLS)]
+        addr = p.household.address_on(snapshot)
+        plan = p.school or {}
+        exited = plan["exit"] if current and plan["exit"] else None
+        return {
+            "StudentID": p.student_id, "FirstName": p.first, "MiddleName": "",
+            "LastName": p.last, "BirthDate": p.dob.strftime("%Y%m%d"),
+            "Gender": {"M": "Male", "F": "Female"}[p.sex],
+            "HomeAddress": f"{addr.canonical()}" + (f" APT {addr.unit}" if addr.unit else ""),
+            "City": "Baltimore", "Zip": addr.zip, "SchoolCode": code, "SchoolName": name,
+            "GradeLevel": plan["grade"], "EntryDate": plan["entry"].strftime("%Y%m%d"),
+            "ExitDate": exited.strftime("%Y%m%d") if exited else "",
+            "IEP": plan["iep_now"] if current else plan["iep_old"], "Section504": "N",
+            "AttendanceRate": "95.0",
+            "GuardianName": next((f"{m.first} {m.last}" for m in p.household.members
+                                  if m.relationship == "HEAD"), ""),
+            "_pid": p.tid,
+        }
 
     def run(self) -> None:
         self._planted_ids: set[str] = set()
@@ -860,7 +917,8 @@ def generate_city(out: Path, people: int = 1000, seed: int = 1, as_of: date | No
         rows = []
         for i in by_file.get(e, []):
             a = i["_address"]
-            rows.append(i | {"address": city.street_line(a, with_unit=False),
+            rows.append(i | {"address": city.street_line(a, with_unit=False,
+                                                         planted=i.get("_planted", False)),
                              "unit": city.unit_field(i["_unit"]), "zip": city.zip_field(a.zip)})
         bad = []
         if mess_on and rows and e == E[-1]:

@@ -1,33 +1,68 @@
--- One row per alert: a child, a rule and an episode (the screening or confirming test it
--- started from), as the data known on the as-of date says. An alert opens the day after its
--- due date and closes at the first of: the missing step recorded, a newer episode superseding
--- it, or closing feedback from the agency it is assigned to. alert_id is stable for the same
--- child, rule and episode, so a list, its feedback and the next list all name the same alert.
+-- One row per alert: a rule and an episode (the screening or confirming test it started
+-- from), as the data known on the as-of date says. An alert opens the day after its due date
+-- and closes at the first of: the missing step recorded, a newer episode superseding it (or,
+-- for a school, the child leaving the roster), or closing feedback from an organisation whose
+-- list carried it. alert_id is the rule and the episode's test, never the person_id: when linkage
+-- merges or splits people, the alert, its list line and its feedback keep their id.
 with unioned as (
-    select * from {{ ref('int_alerts__confirmatory_test_overdue') }}
+    {%- for model in alert_rule_models() %}
+    select * from {{ ref(model) }}
+    {%- if not loop.last %}
     union all by name
-    select * from {{ ref('int_alerts__environmental_investigation_overdue') }}
-    union all by name
-    select * from {{ ref('int_alerts__case_management_overdue') }}
+    {%- endif %}
+    {%- endfor %}
+),
+
+-- the provider that serves the child (its latest service as known on the as-of date): a
+-- provider's alert goes to that provider alone
+serving as (
+    select person_id, arg_max(provider_code, service_date) as provider_code
+    from {{ ref('int_provider_services') }}
+    group by person_id
+),
+
+routing as (
+    select * from {{ ref('alert_routing') }}
 ),
 
 alerts as (
     select
-        substr(md5(u.person_id || '|' || u.rule_code || '|' || cast(u.episode_date as varchar)),
-               1, 16) as alert_id,
+        substr(md5(u.rule_code || '|' || u.evidence_test_key), 1, 16) as alert_id,
         u.*,
         r.assigned_agency,
-        r.next_step
+        case
+            when r.assigned_agency <> 'providers' then r.assigned_agency
+            else coalesce(s.provider_code, rt.route_to, 'health')
+        end as assigned_organisation,
+        r.assigned_agency = 'providers' and s.provider_code is null as is_referral,
+        {{ as_of_date() }} - u.due_date
+            > cast({{ lead_parameter('backlog_horizon_days') }} as integer) as is_old_episode,
+        case
+            when {{ as_of_date() }} - u.due_date
+                > cast({{ lead_parameter('backlog_horizon_days') }} as integer)
+                then r.backlog_next_step
+            when r.assigned_agency = 'providers' and s.provider_code is null
+                then coalesce(rt.next_step, r.next_step)
+            else r.next_step
+        end as next_step
     from unioned as u
     inner join {{ ref('alert_rules') }} as r on r.rule_code = u.rule_code
-    where u.became_alert
+    left join serving as s on s.person_id = u.person_id
+    left join routing as rt
+        on rt.rule_code = u.rule_code and rt.band in (u.band, '*')
+    where u.became_alert and r.enabled
+    qualify row_number() over (
+        partition by u.rule_code, u.evidence_test_key order by (rt.band = u.band) desc nulls last
+    ) = 1
 ),
 
 feedback as (
-    -- only the assigned agency's feedback, as delivered by the as-of date
+    -- feedback as delivered by the as-of date; ingest accepts a line only from an
+    -- organisation whose list carried that alert (an alert can move, say from one provider to
+    -- another, and what the first one said about it still stands)
     select f.*
     from {{ ref('stg_feedback__alert_feedback') }} as f
-    inner join alerts as a on a.alert_id = f.alert_id and a.assigned_agency = f.agency
+    inner join alerts as a on a.alert_id = f.alert_id
     where f.extract_date <= {{ as_of_date() }} and f.recorded_date <= {{ as_of_date() }}
 ),
 
@@ -78,14 +113,16 @@ select
     person_id,
     rule_code,
     assigned_agency,
+    assigned_organisation,
+    is_referral,
     band,
     due_date,
     date_diff('day', due_date, coalesce(closed_on, {{ as_of_date() }})) as days_overdue,
     case when closed_on is null then 'OPEN' else 'CLOSED' end as status,
     reason_open || case close_reason
         when 'STEP_RECORDED' then ' Closed: ' || reason_step || ', after the due date.'
-        when 'SUPERSEDED' then ' Closed: a newer test on ' || superseded_on
-            || ' started a new episode.'
+        when 'SUPERSEDED' then ' Closed: ' || coalesce(reason_superseded,
+            'a newer test on ' || superseded_on || ' started a new episode') || '.'
         when 'FEEDBACK_RESOLVED' then ' Closed: the agency reported it resolved on '
             || feedback_closed_on || '.'
         when 'FEEDBACK_NOT_APPLICABLE' then ' Closed: the agency reported it not applicable on '
@@ -95,6 +132,7 @@ select
         else ''
     end as reason,
     next_step,
+    is_old_episode,
     -- lifecycle
     episode_date,
     opened_on,
@@ -106,8 +144,10 @@ select
     -- the rule as applied
     window_days,
     rule_version,
-    -- evidence for the agency's list (pseudonymous; the outbox re-identifies from the vault)
+    -- evidence for the organisation's list (pseudonymous; the outbox re-identifies from the
+    -- vault, each organisation only with what it sent or the reason needs)
     evidence_test_key,
+    evidence_student_key,
     address_key,
     zip5,
     result_value,

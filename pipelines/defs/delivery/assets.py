@@ -13,19 +13,28 @@ from pipelines.publish import publish_all
 @dg.asset(
     group_name="delivery",
     owners=["team:data-engineering"],
-    kinds={"csv"},
+    kinds={"csv", "html"},
     deps=[get_asset_key_for_model([plumbline_dbt], "lead_alerts")],
     description=(
-        "outbox/<agency>/alerts_<YYYYMMDD>.csv: each agency's open alerts, most urgent first, "
-        "with the reason and next step, described with that agency's own identifiers."
+        "One list per organisation in `outbox/ORGANISATION/alerts_YYYYMMDD.csv` (health, "
+        "housing, schools, each provider code): its own open alerts only, new since its last "
+        "list first, then those that fell due this week, then the backlog, up to its weekly "
+        "capacity; described with that organisation's own identifiers (seeds/list_columns.csv), "
+        "with a printable page, a JSON summary and a feedback template beside it."
     ),
 )
 def alert_lists(context: dg.AssetExecutionContext, plumbline: PlumblineSettings
                 ) -> dg.MaterializeResult:
-    counts = write_alert_lists(plumbline.settings())
-    context.log.info("open alerts per agency: " + ", ".join(f"{a} {n}" for a, n in counts.items()))
-    return dg.MaterializeResult(
-        metadata={f"open_alerts_{a}": dg.MetadataValue.int(n) for a, n in counts.items()})
+    lists = write_alert_lists(plumbline.settings())
+    context.log.info("alerts listed per organisation: " + ", ".join(
+        f"{o} {len(x.rows)} (+{x.held_back_total} held back)" for o, x in lists.items()))
+    metadata: dict[str, dg.MetadataValue] = {}
+    for organisation, listing in lists.items():
+        summary = listing.summary()
+        for key in ("alerts_on_list", "new_since_last_list", "due_this_week", "backlog",
+                    "held_back"):
+            metadata[f"{organisation}_{key}"] = dg.MetadataValue.int(int(summary[key]))
+    return dg.MaterializeResult(metadata=metadata)
 
 
 @dg.asset(

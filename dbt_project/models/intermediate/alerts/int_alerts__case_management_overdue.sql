@@ -9,12 +9,12 @@ steps as (
     select * from {{ ref('qualifying_steps') }} where rule_code = 'CASE_MANAGEMENT_OVERDUE'
 ),
 
+-- each service in its latest version as known on the as-of date: a service later corrected
+-- to DECLINED no longer counts as the step taken
 services as (
     select s.person_id, s.service_date
-    from {{ ref('stg_providers__services') }} as s
-    where s.extract_date <= {{ as_of_date() }}
-      and s.service_date <= {{ as_of_date() }}
-      and s.service_code in (select code from steps where code_type = 'service_code')
+    from {{ ref('int_provider_services') }} as s
+    where s.service_code in (select code from steps where code_type = 'service_code')
       and s.outcome_code in (select code from steps where code_type = 'outcome_code')
 ),
 

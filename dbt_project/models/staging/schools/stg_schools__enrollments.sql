@@ -4,6 +4,7 @@ with source as (
 
 renamed as (
     select
+        student_key,
         person_id,
         school_code,
         grade_level,
