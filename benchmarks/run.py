@@ -68,7 +68,7 @@ def run_graph(landing: Path, data: Path, as_of: date) -> dict:
 
 
 def f1_of(clusters, truth) -> dict:
-    from linkage.quality import pairwise
+    from benchmarks.linkage_quality import pairwise
 
     m = pairwise(clusters, truth)
     return {k: round(m[k], 4) for k in ("precision", "recall", "f1")}
@@ -113,7 +113,7 @@ def linkage_side_by_side(data: Path, city: Path, linkage_stage_seconds: float,
                           "peak_rss_mb": round(mem.peak_mb), **f1_of(bare, truth)}
 
     if len(records) <= baseline_max:
-        from linkage.baseline import recordlinkage_clusters
+        from benchmarks.linkage_baseline import recordlinkage_clusters
 
         t = time.perf_counter()
         with PeakRSS() as mem:

@@ -23,14 +23,12 @@ create table if not exists linkage.cannot_links (
 )
 """
 
-# WRONG_PERSON answers not yet turned into cannot-links, with the evidence and the person then
+# WRONG_PERSON answers not yet turned into cannot-links, with the evidence and the person the
+# list showed: the neutral table ingest writes when feedback arrives (feedback.wrong_person)
 NEW_FROM_FEEDBACK = """
-select distinct f.alert_id, i.evidence_test_id, i.person_id, d.agency
-from raw.feedback__alert_feedback as f
-join ingest.deliveries as d on d.delivery_id = f._delivery_id
-join delivery.list_items as i on i.alert_id = f.alert_id and i.agency = d.agency
-where f.status = 'WRONG_PERSON'
-  and f.alert_id not in (select alert_id from linkage.cannot_links where alert_id is not null)
+select distinct w.alert_id, w.evidence_test_id, w.person_id, w.organisation
+from feedback.wrong_person as w
+where w.alert_id not in (select alert_id from linkage.cannot_links where alert_id is not null)
 """
 
 
@@ -48,7 +46,7 @@ def record_feedback_cannot_links(con: duckdb.DuckDBPyConnection) -> int:
     con.execute(DDL)
     have_items = con.execute(
         "select count(*) from information_schema.tables "
-        "where table_schema = 'delivery' and table_name = 'list_items'").fetchall()[0][0]
+        "where table_schema = 'feedback' and table_name = 'wrong_person'").fetchall()[0][0]
     have_crosswalk = con.execute(
         "select count(*) from information_schema.tables "
         "where table_schema = 'linkage' and table_name = 'person_crosswalk'").fetchall()[0][0]

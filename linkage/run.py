@@ -22,7 +22,6 @@ import pandas as pd
 
 from linkage import standardise as S
 from linkage.constraints import record_feedback_cannot_links, stored_cannot_links
-from pipelines.stores import seed_values
 
 # One row per person-record, the latest version of each (SQL over the vault's raw tables).
 RECORDS_SQL = """
@@ -59,14 +58,6 @@ services as (
 select * from health union all select * from residents
 union all select * from students union all select * from services
 """
-
-
-def linkage_setting(name: str) -> float:
-    """A linkage setting from `seeds/linkage_settings.csv` (thresholds are data)."""
-    settings = seed_values("linkage_settings")
-    if name not in settings:
-        raise KeyError(f"seeds/linkage_settings.csv has no setting {name!r}")
-    return settings[name]
 
 
 def standardise_records(raw: pd.DataFrame) -> pd.DataFrame:
@@ -146,9 +137,12 @@ def new_person_id(taken: set[str]) -> str:
             return pid
 
 
-def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, retrain: bool = False
-                ) -> dict[str, int]:
-    """Relink every person-record in the vault; returns counts (never identities)."""
+def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: float,
+                retrain: bool = False) -> dict[str, int]:
+    """Relink every person-record in the vault; returns counts (never identities).
+
+    `threshold` is the match probability at which two records are one person (the caller
+    reads it from seeds/linkage_settings.csv: linkage is a library and reads no settings)."""
     from linkage.model import MODEL_FILE, train_and_cluster
 
     con.execute("create schema if not exists linkage")
@@ -156,7 +150,6 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, retrain: bool =
                 " persons integer, linked_share double, largest_cluster integer)")
     raw = con.execute(RECORDS_SQL).df()
     records = standardise_records(raw)
-    threshold = linkage_setting("match_probability_threshold")
     new_cannot = record_feedback_cannot_links(con)
     cannot = stored_cannot_links(con)
     clusters, stats = train_and_cluster(records, threshold, model_dir / MODEL_FILE,

@@ -110,6 +110,13 @@ class Feed:
     # receipts go to that organisation's own outbox, and every row's `org_field` must agree
     org_group: int | None = None
     org_field: str | None = None
+    # caseworkers' answers to their lists: checked against what was sent to that organisation,
+    # and dated by the day they arrived
+    answers_lists: bool = False
+
+    @property
+    def dated_by_arrival(self) -> bool:
+        return self.answers_lists
 
     @property
     def columns(self) -> list[str]:
@@ -278,7 +285,7 @@ FEEDBACK = Feed(
         Field("recorded_by"),
         Field("recorded_at", "timestamp", required=True),
     ),
-    key=("alert_id", "recorded_at"), semantics="incremental",
+    key=("alert_id", "recorded_at"), semantics="incremental", answers_lists=True,
 )
 
 DATALAB = Feed(

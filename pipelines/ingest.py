@@ -58,6 +58,8 @@ class Delivery:
     rejections: list[Rejection] = field(default_factory=list)
     duplicate_of: str = ""
     answer: dict[str, Any] = field(default_factory=dict)  # a request's fate, on its receipt
+    # WRONG_PERSON answers, with what the list showed: (alert_id, evidence_test_id, person_id)
+    wrong_person: list[tuple[str, str, str]] = field(default_factory=list)
 
     @property
     def agency(self) -> str:
@@ -210,6 +212,11 @@ create table if not exists ingest.deliveries (
     status varchar, reason varchar, duplicate_of varchar,
     rows_read integer, rows_accepted integer, rows_rejected integer
 );
+create schema if not exists feedback;
+create table if not exists feedback.wrong_person (
+    alert_id varchar, organisation varchar, evidence_test_id varchar, person_id varchar,
+    delivery_id varchar, received_at timestamp
+);
 create schema if not exists datalab;
 create table if not exists datalab.requests (
     request_id varchar, provider varchar, program varchar, file_name varchar, path varchar,
@@ -291,6 +298,10 @@ def ingest_feed(settings: Settings, feed: Feed, only: list[str] | None = None) -
                 [sha]).fetchall()
             below = relative.split("/", 1)[1]
             d = Delivery(feed, path, relative, sha, len(data), extract_date_of(feed, below))
+            if feed.dated_by_arrival:
+                # dated by when it arrived, never by a date in its name (a name dated 2099 must
+                # not let feedback "recorded" in 2099 in); a run as of a past date is that day
+                d.extract_date = min(settings.as_of, date.today())
             if feed.store == "request":
                 answered = answered_request(con, sha)
                 if answered:  # answered and erased before: say so, do not analyse again
@@ -312,7 +323,7 @@ def ingest_feed(settings: Settings, feed: Feed, only: list[str] | None = None) -
                 except UnreadableDelivery as exc:
                     d.status, d.reason, d.rows = "REJECTED", str(exc), []
                     _quarantine_file(settings, d, data)
-            if feed.name == "feedback__alert_feedback" and d.status == "ACCEPTED":
+            if feed.answers_lists and d.status == "ACCEPTED":
                 check_feedback_alerts(con, d)
             if feed.store == "request":
                 describe_request(d)
@@ -373,16 +384,17 @@ def check_feedback_alerts(con: duckdb.DuckDBPyConnection, d: Delivery) -> None:
     has_items = con.execute(
         "select count(*) from information_schema.tables "
         "where table_schema = 'delivery' and table_name = 'list_items'").fetchall()[0][0]
-    sent: dict[str, set[str]] = {}
+    sent: dict[str, tuple[str, str]] = {}
     if has_items:
-        for alert_id, agency in con.execute(
-                "select distinct alert_id, agency from delivery.list_items").fetchall():
-            sent.setdefault(alert_id, set()).add(agency)
+        sent = {alert_id: (test_id, person_id) for alert_id, test_id, person_id in con.execute(
+            "select alert_id, evidence_test_id, person_id from delivery.list_items "
+            "where agency = ?", [d.agency]).fetchall()}
     kept = []
     for row in d.rows:
-        agencies = sent.get(row["alert_id"], set())
-        if d.agency in agencies:
+        if row["alert_id"] in sent:
             kept.append(row)
+            if row["status"] == "WRONG_PERSON":
+                d.wrong_person.append((row["alert_id"], *sent[row["alert_id"]]))
             continue
         # the same words whether or not another organisation has it: a rejection never tells
         # the sender that an id exists elsewhere
@@ -445,6 +457,12 @@ def _record(con: duckdb.DuckDBPyConnection, d: Delivery, settings: Settings) -> 
                      d.rows_rejected])
         else:
             _write_rows(con, d)
+        if d.wrong_person:
+            # the neutral record linkage reads: which records an organisation said are not one
+            # child (linkage never reads delivery's tables)
+            con.executemany(
+                "insert into feedback.wrong_person values (?, ?, ?, ?, ?, ?)",
+                [[a, d.agency, t, p, d.delivery_id, now] for a, t, p in d.wrong_person])
         con.execute(
             "insert into ingest.deliveries values "
             "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -76,6 +76,23 @@ def seed_values(name: str, key: str = "setting") -> dict[str, float]:
         return {row[key]: float(row["value"]) for row in csv.DictReader(fh)}
 
 
+def linkage_setting(name: str) -> float:
+    """A linkage setting from `seeds/linkage_settings.csv` (thresholds are data), passed to the
+    linkage library by its callers."""
+    settings = seed_values("linkage_settings")
+    if name not in settings:
+        raise KeyError(f"seeds/linkage_settings.csv has no setting {name!r}")
+    return settings[name]
+
+
+def ingest_setting(name: str) -> float:
+    """An ingest setting from `seeds/ingest_settings.csv`."""
+    settings = seed_values("ingest_settings")
+    if name not in settings:
+        raise KeyError(f"seeds/ingest_settings.csv has no setting {name!r}")
+    return settings[name]
+
+
 def data_dir_from_env() -> Path:
     return Path(os.environ.get("PLUMBLINE_DATA_DIR", DEFAULT_DATA_DIR)).resolve()
 

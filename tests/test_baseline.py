@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from linkage.baseline import febrl4_report, recordlinkage_clusters
+from benchmarks.linkage_baseline import febrl4_report, recordlinkage_clusters
 from linkage.standardise import first_name_aliases
 
 COLUMNS = ["unique_id", "first_name", "middle_name", "last_name", "dob", "sex", "address_key",

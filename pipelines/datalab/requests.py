@@ -23,11 +23,11 @@ import pandas as pd
 
 from linkage.lookup import find_persons
 from linkage.model import MODEL_FILE
-from linkage.run import linkage_setting, standardise_records
+from linkage.run import standardise_records
 from pipelines.datalab import matching as M
 from pipelines.datalab.report import Report, write_report
 from pipelines.ingest import file_sha256, receipt_stem, save_receipt
-from pipelines.stores import Settings, connect
+from pipelines.stores import Settings, connect, linkage_setting
 
 COHORT_SQL = """
 select 'datalab' as source, record_id as record_key, client_first_name as first_name,

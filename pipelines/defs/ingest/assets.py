@@ -5,10 +5,10 @@ from collections import Counter
 
 import dagster as dg
 
-from linkage.run import linkage_setting
 from pipelines.defs.resources import PlumblineSettings
 from pipelines.feeds import FEEDS, Feed
 from pipelines.ingest import ingest_feed, summarize
+from pipelines.stores import ingest_setting
 
 
 class IngestConfig(dg.Config):
@@ -57,7 +57,7 @@ def _feed_asset(feed: Feed) -> dg.AssetsDefinition:
             "rejected_deliveries": dg.MetadataValue.json(rejected_files),
         })
         share = summary["rows_rejected"] / summary["rows_read"] if summary["rows_read"] else 0.0
-        limit = linkage_setting("max_rejected_row_share")
+        limit = ingest_setting("max_rejected_row_share")
         yield dg.AssetCheckResult(
             check_name="delivery_suite", asset_key=key,
             passed=not rejected_files and share <= limit,

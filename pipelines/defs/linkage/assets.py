@@ -3,9 +3,9 @@
 
 import dagster as dg
 
-from linkage.run import linkage_setting, run_linkage
+from linkage.run import run_linkage
 from pipelines.defs.resources import PlumblineSettings
-from pipelines.stores import connect
+from pipelines.stores import connect, linkage_setting
 
 PERSON_FEEDS = ["raw_health__blood_lead", "raw_housing__residents", "raw_schools__enrollment",
                 "raw_providers__services",
@@ -43,7 +43,9 @@ def person_crosswalk(context: dg.AssetExecutionContext, config: LinkageConfig,
                      plumbline: PlumblineSettings):
     settings = plumbline.settings()
     with connect(settings.vault_path) as vault:
-        stats = run_linkage(vault, settings.linkage_dir, retrain=config.retrain)
+        stats = run_linkage(vault, settings.linkage_dir,
+                            linkage_setting("match_probability_threshold"),
+                            retrain=config.retrain)
     context.log.info(
         f"linked {stats['records']} records into {stats['persons']} persons "
         f"({stats['new_person_ids']} new ids, largest cluster {stats['largest_cluster']})")

@@ -1,6 +1,6 @@
 """The linkage quality report: accuracy against ground truth, the baseline, FEBRL4, and churn.
 
-    python -m linkage.quality [--people 10000] [--mess messy] [--seed 3] [--skip-febrl]
+    python -m benchmarks.linkage_quality [--people 10000] [--mess messy] [--seed 3] [--skip-febrl]
 
 1. Generates a synthetic city and links it (ingest + linkage only) with the newest weekly
    extracts held back, then again with them: the person_id churn a weekly delta causes.
@@ -88,7 +88,7 @@ def _link_city(landing: Path, data_dir: Path, keep) -> pd.DataFrame:
     from linkage.run import run_linkage
     from pipelines.feeds import ENROLLMENT, HEALTH, RESIDENTS, SERVICES
     from pipelines.ingest import ingest_feed, pending_files
-    from pipelines.stores import Settings, connect
+    from pipelines.stores import Settings, connect, linkage_setting
 
     settings = Settings(landing, data_dir, AS_OF, b"quality-report")
     for feed in (HEALTH, RESIDENTS, ENROLLMENT, SERVICES):
@@ -97,7 +97,8 @@ def _link_city(landing: Path, data_dir: Path, keep) -> pd.DataFrame:
         ingest_feed(settings, feed, only=files)
     with connect(settings.vault_path) as con:
         t = time.perf_counter()
-        stats = run_linkage(con, data_dir / "linkage")
+        stats = run_linkage(con, data_dir / "linkage",
+                            linkage_setting("match_probability_threshold"))
         stats["link_seconds"] = round(time.perf_counter() - t, 2)
         cw = con.execute("select source || ':' || record_key as unique_id, person_id "
                          "from linkage.person_crosswalk").df()
@@ -138,7 +139,7 @@ def baseline_city(city: str, data: str) -> dict:
     """The recordlinkage baseline on the same standardised records Splink saw."""
     import duckdb
 
-    from linkage.baseline import recordlinkage_clusters
+    from benchmarks.linkage_baseline import recordlinkage_clusters
     from linkage.standardise import first_name_aliases
 
     with duckdb.connect(str(Path(data) / "vault.duckdb"), read_only=True) as con:
@@ -156,7 +157,7 @@ def baseline_city(city: str, data: str) -> dict:
 
 
 def febrl4() -> dict:
-    from linkage.baseline import febrl4_report
+    from benchmarks.linkage_baseline import febrl4_report
 
     return febrl4_report()
 
