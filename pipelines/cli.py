@@ -4,6 +4,7 @@
     plumbline run          materialize every asset from PLUMBLINE_LANDING into PLUMBLINE_DATA_DIR
     plumbline datalab      answer pending data-lab requests on the warehouse as last built
     plumbline demo         generate a small city into the data dir and run it
+    plumbline rotate-key   change the pseudonym key on purpose and re-key every pseudonym
 
 `run` uses the same Definitions the Dagster UI loads; its runs are recorded in
 DATA_DIR/dagster_home unless DAGSTER_HOME says otherwise, so `make ui` shows them.
@@ -23,7 +24,15 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines.stores import AGENCIES, Settings, data_dir_from_env, load_settings
+from pipelines.runs import fail_dead_runs, process_tags, run_tags
+from pipelines.stores import (
+    AGENCIES,
+    Settings,
+    data_dir_from_env,
+    landing_from_env,
+    load_settings,
+    private_by_default,
+)
 
 
 def _date(text: str) -> date:
@@ -85,8 +94,14 @@ def run_pipeline(settings: Settings, selection: list | None = None) -> bool:
     print(f"Running the asset graph (step output in {log_file}) ...", flush=True)
     with open_instance() as instance, open(log_file, "w") as log, \
             contextlib.redirect_stdout(log):
+        stale = fail_dead_runs(instance)
+        if stale:
+            print(f"{stale} earlier run(s) had died without ending; marked failed.",
+                  file=sys.stderr)
         result = job.execute_in_process(
             instance=instance, raise_on_error=False, asset_selection=selection,
+            tags={**run_tags(settings.as_of.isoformat(), str(settings.data_dir), "cli"),
+                  **process_tags()},
             # the summary below is what a person reads; step logs stay in the UI's run view
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
     if not result.success:
@@ -127,11 +142,28 @@ def summary(settings: Settings) -> str:
     return "\n".join(lines)
 
 
+def key_problem(settings: Settings) -> str | None:
+    """Why this run's pseudonym key must not be used on this data dir, or None."""
+    from pipelines.keys import fingerprint, mismatch_message, recorded_fingerprint
+
+    if not settings.vault_path.exists():
+        return None
+    with duckdb.connect(str(settings.vault_path), read_only=True) as vault:
+        recorded = recorded_fingerprint(vault)
+    if recorded is None or recorded == fingerprint(settings.pseudonym_key):
+        return None
+    return mismatch_message(recorded, settings.pseudonym_key)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     settings = load_settings()
     if not settings.landing.is_dir():
         print(f"Landing folder {settings.landing} does not exist: set PLUMBLINE_LANDING to the "
               "partners' drop folder (or run `plumbline demo`).", file=sys.stderr)
+        return 2
+    problem = key_problem(settings)
+    if problem:
+        print(problem, file=sys.stderr)
         return 2
     ok = run_pipeline(settings)
     if not ok:
@@ -139,6 +171,50 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
     print(summary(settings))
     return 0
+
+
+def cmd_rotate_key(args: argparse.Namespace) -> int:
+    """Change the pseudonym key on purpose: check the old key, record the new one, remove a
+    local old key file, then run the graph so every pseudonym is re-keyed. person_ids, alert
+    ids and feedback do not depend on the key, so they stay."""
+    import secrets
+
+    from pipelines.keys import KeyMismatch, rotate
+    from pipelines.stores import connect
+
+    data_dir = data_dir_from_env()
+    key_file = data_dir / "pseudonym.key"
+    old_text = os.environ.get("PLUMBLINE_OLD_PSEUDONYM_KEY", "").strip() or (
+        key_file.read_text().strip() if key_file.exists() else "")
+    new_text = os.environ.get("PLUMBLINE_PSEUDONYM_KEY", "").strip()
+    if not old_text:
+        print("No old key: set PLUMBLINE_OLD_PSEUDONYM_KEY to the key this data dir was built "
+              "with.", file=sys.stderr)
+        return 2
+    if not new_text and not os.environ.get("PLUMBLINE_OLD_PSEUDONYM_KEY"):
+        new_text = secrets.token_hex(32)  # the demo's local key: a fresh one replaces it
+    if not new_text or new_text == old_text:
+        print("Set PLUMBLINE_PSEUDONYM_KEY to the new key (different from the old one).",
+              file=sys.stderr)
+        return 2
+    vault_path = data_dir / "vault.duckdb"
+    if vault_path.exists():
+        try:
+            with connect(vault_path) as vault:
+                rotate(vault, old_text.encode(), new_text.encode())
+        except KeyMismatch as exc:
+            print(str(exc), file=sys.stderr)
+            return 2
+    if os.environ.get("PLUMBLINE_PSEUDONYM_KEY", "").strip():
+        key_file.unlink(missing_ok=True)  # the old key leaves the data dir
+    else:
+        key_file.write_text(new_text)
+        key_file.chmod(0o600)
+    print("The pseudonym key was rotated; re-keying every pseudonym now.")
+    if not landing_from_env().is_dir():
+        print("(No landing folder: the next `plumbline run` re-keys the warehouse.)")
+        return 0
+    return cmd_run(args)
 
 
 def datalab_summary(settings: Settings) -> str:
@@ -230,6 +306,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    private_by_default()  # before anything is created: the stores hold identities
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(prog="plumbline", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -255,6 +332,11 @@ def main(argv: list[str] | None = None) -> int:
     lab = sub.add_parser("datalab", help="answer pending data-lab requests (link, report, "
                                          "erase) on the warehouse as last built")
     lab.set_defaults(func=cmd_datalab)
+
+    k = sub.add_parser("rotate-key", help="change the pseudonym key on purpose (old key in "
+                                          "PLUMBLINE_OLD_PSEUDONYM_KEY, new in "
+                                          "PLUMBLINE_PSEUDONYM_KEY) and re-key every pseudonym")
+    k.set_defaults(func=cmd_rotate_key)
 
     e = sub.add_parser("explain", help="why a person's records were linked (no names shown)")
     e.add_argument("person_id")

@@ -14,6 +14,8 @@ import csv
 import hashlib
 import io
 import json
+import os
+import stat
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -24,10 +26,12 @@ import pandas as pd
 
 from expectations.suites import validate
 from pipelines.feeds import FEEDS, Feed, typed_row, vault_columns
+from pipelines.landing import NotARegularFile, NotRead, deliverable_files, not_read, read_delivery
 from pipelines.parsing import BadValue
 from pipelines.stores import Settings, connect
 
-csv.field_size_limit(10 * 1024 * 1024)
+FIELD_LIMIT = 10 * 1024 * 1024
+csv.field_size_limit(FIELD_LIMIT)
 
 
 class UnreadableDelivery(Exception):
@@ -69,6 +73,12 @@ class Delivery:
     def delivery_id(self) -> str:
         return self.sha256[:16]
 
+    accepted: int | None = None  # rows accepted, when the rows themselves are not at hand
+
+    @property
+    def rows_accepted(self) -> int:
+        return len(self.rows) if self.accepted is None else self.accepted
+
     @property
     def rows_rejected(self) -> int:
         return len({r.line for r in self.rejections})
@@ -76,6 +86,10 @@ class Delivery:
 
 def decode(data: bytes) -> tuple[str, str]:
     """UTF-8 (with or without BOM), else Windows-1252: accents survive either way."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")) or _looks_utf16(data):
+        raise UnreadableDelivery(
+            "the file is UTF-16 text; the agreement asks for UTF-8 (or Windows-1252): save it "
+            "as UTF-8 CSV and send it again")
     if b"\x00" in data:
         raise UnreadableDelivery("the file is binary, not a CSV text file")
     try:
@@ -88,6 +102,15 @@ def decode(data: bytes) -> tuple[str, str]:
         raise UnreadableDelivery("the file is neither UTF-8 nor Windows-1252 text") from None
 
 
+def _looks_utf16(data: bytes) -> bool:
+    """UTF-16 without a byte-order mark: every other byte of plain text is a NUL."""
+    head = data[:4096]
+    if len(head) < 8:
+        return False
+    even, odd = head[0::2], head[1::2]
+    return odd.count(0) > 0.9 * len(odd) or even.count(0) > 0.9 * len(even)
+
+
 def parse_delivery(delivery: Delivery, data: bytes, today: date) -> None:
     """Fill `delivery` with typed rows and rejections, or raise UnreadableDelivery."""
     feed = delivery.feed
@@ -97,17 +120,22 @@ def parse_delivery(delivery: Delivery, data: bytes, today: date) -> None:
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = next(reader)
-    except (StopIteration, csv.Error) as exc:
-        raise UnreadableDelivery(f"the header row cannot be read as CSV ({exc})") from None
+    except (StopIteration, csv.Error):
+        raise UnreadableDelivery("the header row cannot be read as CSV") from None
     header = [h.strip() for h in header]
     missing = [c for c in feed.columns if c not in header]
     unknown = [h for h in header if h not in feed.columns]
     if missing or unknown:
+        # the contract's own column names may be named; what the partner wrote never is (a
+        # file with no header row would put a child's name here)
         parts = []
         if missing:
             parts.append("missing column(s) " + ", ".join(missing))
         if unknown:
-            parts.append("unknown column(s) " + ", ".join(unknown))
+            positions = [str(i + 1) for i, h in enumerate(header) if h not in feed.columns]
+            parts.append(f"{len(unknown)} column(s) that are not contract columns, at "
+                         f"position(s) {', '.join(positions[:20])}"
+                         + (" and more" if len(positions) > 20 else ""))
         raise UnreadableDelivery(
             f"the header does not match the contract's {feed.name} columns: " + "; ".join(parts))
     if len(set(header)) != len(header):
@@ -121,9 +149,13 @@ def parse_delivery(delivery: Delivery, data: bytes, today: date) -> None:
             records.append((prev_end + 1, values))
             prev_end = reader.line_num
     except csv.Error as exc:
+        if "field limit" in str(exc):
+            raise UnreadableDelivery(
+                f"a field on line {prev_end + 1} is longer than the {FIELD_LIMIT // (1 << 20)} MB "
+                "a field may hold; check that quotes are closed, then send it again") from None
         raise UnreadableDelivery(
-            f"line {prev_end + 1} cannot be read as CSV ({exc}); the upload looks cut short"
-        ) from None
+            f"line {prev_end + 1} cannot be read as CSV (an unclosed quote or a stray "
+            "character); the upload may be cut short") from None
     if records and not ends_with_newline and len(records[-1][1]) < len(header):
         raise UnreadableDelivery(
             f"the last line ({records[-1][0]}) has {len(records[-1][1])} of {len(header)} "
@@ -212,6 +244,9 @@ create table if not exists ingest.deliveries (
     status varchar, reason varchar, duplicate_of varchar,
     rows_read integer, rows_accepted integer, rows_rejected integer
 );
+-- a receipt owed: the ledger row is committed first, the receipt written after, then marked;
+-- a run that died in between leaves the mark unset, and the next run writes the receipt
+alter table ingest.deliveries add column if not exists receipt_written_at timestamp;
 create schema if not exists feedback;
 create table if not exists feedback.wrong_person (
     alert_id varchar, organisation varchar, evidence_test_id varchar, person_id varchar,
@@ -232,6 +267,7 @@ create table if not exists datalab.requests (
 
 def ensure_vault(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(LEDGER_DDL)
+    con.execute(NOT_READ_DDL)
     for feed in FEEDS:
         if feed.store == "vault":
             con.execute(raw_table_ddl(feed))
@@ -244,20 +280,21 @@ def raw_table_ddl(feed: Feed) -> str:
 
 
 def pending_files(landing: Path, feed: Feed) -> list[Path]:
-    """The feed's complete files in landing, oldest extract first (`.part` is never read)."""
+    """The feed's complete regular files in landing, oldest extract first (`.part` is never
+    read, nor anything behind a link: pipelines/landing.py)."""
+    files = deliverable_files(landing, feed)
     folder = landing / feed.folder
-    if not folder.is_dir():
-        return []
-    files = [p for p in folder.rglob("*")
-             if p.is_file() and feed.match(p.relative_to(folder).as_posix())]
     return sorted(files, key=lambda p: (extract_date_of(feed, p.relative_to(folder).as_posix())
                                         or date.min, p.name))
 
 
 def file_sha256(path: Path) -> str:
-    """A file's SHA-256, read in chunks: how every delivery is known."""
+    """A file's SHA-256, read in chunks without following a link: how every delivery is known."""
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise NotARegularFile("not a regular file")
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
@@ -286,12 +323,15 @@ def ingest_feed(settings: Settings, feed: Feed, only: list[str] | None = None) -
         files = [p for p in files if p.relative_to(settings.landing).as_posix() in wanted]
     with connect(settings.vault_path) as con:
         ensure_vault(con)
+        owed_receipts(con, settings, feed)
         for path in files:
             relative = path.relative_to(settings.landing).as_posix()
             try:
-                data = path.read_bytes()
+                data = read_delivery(settings.landing, relative)
             except FileNotFoundError:
                 continue  # a data-lab request another run answered and erased meanwhile
+            except NotARegularFile:
+                continue  # swapped for a link after the listing: report_not_read says so
             sha = hashlib.sha256(data).hexdigest()
             seen = con.execute(
                 "select path from ingest.deliveries where sha256 = ? order by received_at",
@@ -307,7 +347,7 @@ def ingest_feed(settings: Settings, feed: Feed, only: list[str] | None = None) -
                 if answered:  # answered and erased before: say so, do not analyse again
                     answer_from_audit(settings, d, answered)
                     _record(con, d, settings)
-                    write_receipt(settings, d)
+                    deliver_receipt(con, settings, d)
                     done.append(d)
                     continue
             if any(p == relative for (p,) in seen):
@@ -328,13 +368,69 @@ def ingest_feed(settings: Settings, feed: Feed, only: list[str] | None = None) -
             if feed.store == "request":
                 describe_request(d)
             _record(con, d, settings)
-            write_receipt(settings, d)
+            deliver_receipt(con, settings, d)
             if feed.store == "request" and d.status != "ACCEPTED":
                 # a rejected request is kept in quarantine, a duplicate copy is the pending
                 # request's bytes: either way the landing copy's names go no further
                 path.unlink(missing_ok=True)
             done.append(d)
     return done
+
+
+# ---------------------------------------------------------------- what is not read
+
+NOT_READ_DDL = """
+create table if not exists ingest.not_read (
+    path varchar, size_bytes bigint, mtime_ns bigint, organisation varchar, reason varchar,
+    noticed_at timestamp
+);
+"""
+
+
+def report_not_read(settings: Settings) -> list[NotRead]:
+    """Say what in landing is not read, once per entry (path, size, modification time): a
+    receipt to the organisation whose folder it is in, and always a line in the operator's log
+    (DATA_DIR/logs/landing.log). Names are shown made safe; nothing is opened."""
+    found = not_read(settings.landing)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    with connect(settings.vault_path) as con:
+        ensure_vault(con)
+        known = set(con.execute(
+            "select path, size_bytes, mtime_ns from ingest.not_read").fetchall())
+        new = [n for n in found
+               if (n.entry.relative, n.entry.size, n.entry.mtime_ns) not in known]
+        if not new:
+            return []
+        log_path = settings.data_dir / "logs" / "landing.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "a", encoding="utf-8") as log:
+            for n in new:
+                owner = n.organisation or "operator"
+                log.write(f"{now:%Y-%m-%dT%H:%M:%S} NOT READ {n.shown} ({owner}): {n.reason}\n")
+                if n.organisation:
+                    write_not_read_receipt(settings, n, now)
+        con.executemany("insert into ingest.not_read values (?, ?, ?, ?, ?, ?)",
+                        [[n.entry.relative, n.entry.size, n.entry.mtime_ns, n.organisation,
+                          n.reason, now] for n in new])
+    return new
+
+
+def write_not_read_receipt(settings: Settings, n: NotRead, now: datetime) -> Path:
+    folder = settings.outbox / str(n.organisation) / "receipts"
+    folder.mkdir(parents=True, exist_ok=True)
+    key = hashlib.sha256(f"{n.entry.relative}|{n.entry.mtime_ns}".encode()).hexdigest()[:8]
+    name = n.shown.rsplit("/", 1)[-1]
+    target = folder / f"{name}.{key}.not-read.json"
+    payload = {"receipt_for": n.shown, "agency": n.organisation, "status": "NOT_READ",
+               "reason": n.reason, "rows_read": 0, "rows_accepted": 0, "rows_rejected": 0,
+               "rejected_rows": [], "noticed_at": now.isoformat(timespec="seconds")}
+    target.write_text(json.dumps(payload, indent=2), encoding="utf-8")
+    target.with_suffix(".txt").write_text(
+        f"Not read: {n.shown} ({n.organisation})\nWhy: {n.reason}\n"
+        "Nothing in it was read or kept. To deliver it, put the file itself (not a link) "
+        "directly in your folder, named as the agreement says.\n"
+        f"Noticed: {payload['noticed_at']} UTC\n", encoding="utf-8")
+    return target
 
 
 # ---------------------------------------------------------------- requests (the data lab)
@@ -478,6 +574,40 @@ def _record(con: duckdb.DuckDBPyConnection, d: Delivery, settings: Settings) -> 
 # ---------------------------------------------------------------- receipts
 
 
+def deliver_receipt(con: duckdb.DuckDBPyConnection, settings: Settings, d: Delivery,
+                    write: bool = True) -> None:
+    """Write the receipt the ledger row promises, then mark it written."""
+    if write:
+        write_receipt(settings, d)
+    con.execute("update ingest.deliveries set receipt_written_at = ? where sha256 = ? and "
+                "path = ? and receipt_written_at is null",
+                [datetime.now(UTC).replace(tzinfo=None), d.sha256, d.relative])
+
+
+def owed_receipts(con: duckdb.DuckDBPyConnection, settings: Settings, feed: Feed) -> int:
+    """Receipts a run that died after its ledger commit never wrote: written now, from the
+    ledger and the rejected rows (a partner always hears back)."""
+    owed = con.execute(
+        "select delivery_id, path, sha256, size_bytes, extract_date, encoding, status, reason, "
+        "duplicate_of, rows_read, rows_accepted from ingest.deliveries "
+        "where feed = ? and receipt_written_at is null and status <> 'NOT_READ'",
+        [feed.name]).fetchall()
+    for (delivery_id, relative, sha, size, extract, encoding, status, reason, duplicate_of,
+         rows_read, accepted) in owed:
+        d = Delivery(feed, settings.landing / relative, relative, sha, size, extract,
+                     encoding or "", status, reason or "", rows_read or 0,
+                     duplicate_of=duplicate_of or "", accepted=accepted or 0)
+        if receipt_path(settings, d).exists():  # written before the mark (or by a release
+            deliver_receipt(con, settings, d, write=False)  # that kept no mark)
+            continue
+        d.rejections = [Rejection(line, field_name, why) for line, field_name, why in con.execute(
+            "select line, field, reason from ingest.rejected_rows where delivery_id = ? "
+            "order by line, field", [delivery_id]).fetchall()]
+        deliver_receipt(con, settings, d)
+    return len(owed)
+
+
+
 def receipt_payload(d: Delivery) -> dict[str, Any]:
     return {
         "receipt_for": d.path.name,
@@ -490,7 +620,7 @@ def receipt_payload(d: Delivery) -> dict[str, Any]:
         "duplicate_of": d.duplicate_of or None,
         "encoding": d.encoding or None,
         "rows_read": d.rows_read,
-        "rows_accepted": len(d.rows),
+        "rows_accepted": d.rows_accepted,
         "rows_rejected": d.rows_rejected,
         "rejected_rows": [
             {"line": r.line, "field": r.field, "reason": r.reason} for r in d.rejections],
@@ -509,9 +639,13 @@ def write_receipt(settings: Settings, d: Delivery) -> Path:
     Rejections name the line, field and reason; they never quote values, so a receipt carries
     nothing beyond the partner's own row position.
     """
-    folder = settings.outbox / d.agency / "receipts"
-    folder.mkdir(parents=True, exist_ok=True)
-    return save_receipt(folder / f"{receipt_stem(d.path.name, d.sha256)}.json", receipt_payload(d))
+    target = receipt_path(settings, d)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return save_receipt(target, receipt_payload(d))
+
+
+def receipt_path(settings: Settings, d: Delivery) -> Path:
+    return settings.outbox / d.agency / "receipts" / f"{receipt_stem(d.path.name, d.sha256)}.json"
 
 
 def save_receipt(target: Path, payload: dict[str, Any]) -> Path:

@@ -27,7 +27,7 @@ import duckdb
 import matplotlib
 import pandas as pd
 
-from pipelines.stores import Settings, warehouse_lock
+from pipelines.stores import Settings, share, warehouse_lock
 from pipelines.suppression import FOLLOWUP_PAIRS
 
 matplotlib.use("Agg")
@@ -53,6 +53,8 @@ def publish_all(settings: Settings) -> dict[str, object]:
     charts = {agency: write_personal_best(settings, agency, frame)
               for agency, frame in tables["agency_timeliness_monthly"].groupby("agency")}
     write_index(settings, tables, package, charts)
+    share(settings.data_dir / "published")
+    share(settings.outbox / "public")
     return {"version": version, "ocds_releases": len(contracts), "charts": len(charts)}
 
 

@@ -101,7 +101,27 @@ def landing_from_env() -> Path:
     return Path(os.environ.get("PLUMBLINE_LANDING", data_dir_from_env() / "landing")).resolve()
 
 
+def private_by_default() -> None:
+    """Everything Plumbline creates is readable by its own user only (0700 folders, 0600
+    files), whatever the deployment's umask: the vault, quarantine, requests, each
+    organisation's outbox and Dagster's storage hold identities. What is meant to be shared is
+    opened up explicitly (`share`)."""
+    os.umask(0o077)
+
+
+def share(folder: Path) -> None:
+    """Open a published folder to group and others (0755 folders, 0644 files): the published
+    snapshot and the public pages only (docs/deployment.md)."""
+    if not folder.exists():
+        return
+    folder.chmod(0o755)
+    for p in folder.rglob("*"):
+        if not p.is_symlink():
+            p.chmod(0o755 if p.is_dir() else 0o644)
+
+
 def load_settings() -> Settings:
+    private_by_default()
     data_dir = data_dir_from_env()
     landing = landing_from_env()
     as_of_text = os.environ.get("PLUMBLINE_AS_OF", "").strip()

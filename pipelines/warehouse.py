@@ -18,6 +18,7 @@ import duckdb
 import pandas as pd
 
 from linkage.standardise import address_key, std_address, std_zip
+from pipelines.keys import anchor_salt, check_key
 
 SRC_TABLES = ("health_tests", "housing_inspections", "housing_residents", "schools_enrollment",
               "provider_services", "provider_contracts", "alert_feedback", "persons")
@@ -49,7 +50,7 @@ from raw.housing__inspections
 """
 
 RESIDENTS_SQL = """
-select r.household_id, x.person_id, r.relationship, r.address, r.unit, r.zip, r.move_in_date,
+select r.household_id, x.person_id, r.relationship, r.address, r.unit, r.zip,
        r.move_out_date, r._extract_date as snapshot_date
 from raw.housing__residents r
 join linkage.person_crosswalk x
@@ -59,7 +60,7 @@ join linkage.person_crosswalk x
 ENROLLMENT_SQL = """
 select e.studentid, x.person_id, e.schoolcode as school_code, e.gradelevel as grade_level,
        e.entrydate as entry_date, e.exitdate as exit_date, e.iep = 'Y' as iep,
-       e.section504 = 'Y' as section_504, e.attendancerate as attendance_rate, e.zip,
+       e.section504 = 'Y' as section_504, e.zip,
        e._extract_date as snapshot_date
 from raw.schools__enrollment e
 join linkage.person_crosswalk x on x.source = 'schools' and x.record_key = e.studentid
@@ -105,8 +106,11 @@ def _dwelling(frame: pd.DataFrame, key: bytes, line: str, unit: str | None, zip_
 
 def build_sources(vault: duckdb.DuckDBPyConnection, key: bytes) -> dict[str, pd.DataFrame]:
     """Read the vault and return the pseudonymous src tables (nothing identifiable left)."""
+    check_key(vault, key)  # a run with another key stops here, before any pseudonym changes
     health = vault.execute(HEALTH_SQL).df()
     record_map = [("test", health["test_id"].drop_duplicates())]
+    # the episode anchor alert ids are built on: unchanged when the key is rotated
+    health["test_uid"] = _pseudo(anchor_salt(vault), "test-anchor", health["test_id"])
     health["test_key"] = _pseudo(key, "test", health.pop("test_id"))
     health = _dwelling(health, key, "pat_address", None, "pat_zip")
 

@@ -27,6 +27,7 @@
         w.rule_version,
         c.confirmation_date + w.window_days as due_date,
         c.confirming_test_key as evidence_test_key,
+        c.confirming_test_uid as evidence_test_uid,
         c.address_key,
         c.zip5,
         c.result_value,

@@ -27,7 +27,7 @@ from linkage.run import standardise_records
 from pipelines.datalab import matching as M
 from pipelines.datalab.report import Report, write_report
 from pipelines.ingest import file_sha256, receipt_stem, save_receipt
-from pipelines.stores import Settings, connect, linkage_setting
+from pipelines.stores import Settings, connect, linkage_setting, seed_values
 
 COHORT_SQL = """
 select 'datalab' as source, record_id as record_key, client_first_name as first_name,
@@ -168,6 +168,19 @@ def _landing_copy(settings: Settings, request: dict) -> Path | None:
     file re-sent under the same name is another request, and is left alone)."""
     path = settings.landing / request["path"]
     return path if path.exists() and file_sha256(path) == request["sha256"] else None
+
+
+def expire_rejected_requests(settings: Settings, now: datetime | None = None) -> int:
+    """A request rejected whole is held in quarantine until that provider's next request is
+    answered, and never longer than the retention the seed sets; returns how many were erased."""
+    days = seed_values("datalab_settings")["rejected_request_retention_days"]
+    cutoff = (now or _now()).timestamp() - days * 86400
+    erased = 0
+    for held in settings.quarantine.glob("*/*cohort_*.csv"):
+        if held.stat().st_mtime < cutoff:
+            held.unlink()
+            erased += 1
+    return erased
 
 
 def erase_request(settings: Settings, vault: duckdb.DuckDBPyConnection, request: dict

@@ -6,6 +6,7 @@ import os
 
 import dagster as dg
 
+from pipelines.runs import PID, process_tags
 from pipelines.stores import Settings, load_settings
 
 
@@ -19,6 +20,13 @@ class PlumblineSettings(dg.ConfigurableResource):
     data_dir: str = ""
     landing: str = ""
     as_of: str = ""
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Tag the run with the process and host that execute it, so a run killed with
+        SIGKILL can be told from one still working (pipelines/runs.py)."""
+        run = context.dagster_run
+        if context.instance is not None and run is not None and PID not in run.tags:
+            context.instance.add_run_tags(run.run_id, process_tags())
 
     def settings(self) -> Settings:
         if self.data_dir:

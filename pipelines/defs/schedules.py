@@ -25,6 +25,7 @@ weekly_alert_lists_schedule = dg.ScheduleDefinition(
     name="weekly_alert_lists_schedule", job=weekly_alert_lists_job,
     cron_schedule="0 6 * * 1", execution_timezone=TIMEZONE,
     default_status=dg.DefaultScheduleStatus.RUNNING,
+    tags={"plumbline/trigger": "schedule"},
     description="Mondays 06:00: the week's alert lists, ready when caseworkers start.",
 )
 
@@ -32,5 +33,6 @@ daily_freshness_schedule = dg.ScheduleDefinition(
     name="daily_freshness_schedule", job=daily_freshness_job,
     cron_schedule="0 7 * * *", execution_timezone=TIMEZONE,
     default_status=dg.DefaultScheduleStatus.RUNNING,
+    tags={"plumbline/trigger": "schedule"},
     description="Every day 07:00: flag feeds that missed their cadence.",
 )

@@ -31,6 +31,7 @@ unioned as (
     select
         person_id,
         test_key as confirming_test_key,
+        test_uid as confirming_test_uid,
         sample_date as confirmation_date,
         band,
         result_value,
@@ -42,7 +43,7 @@ unioned as (
     from venous
     union all
     select
-        person_id, test_key, sample_date, band, result_value, sample_type_label, address_key,
+        person_id, test_key, test_uid, sample_date, band, result_value, sample_type_label, address_key,
         building_key, zip5, confirmed_by
     from second_screen
 )

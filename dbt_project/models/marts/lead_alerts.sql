@@ -2,8 +2,9 @@
 -- from), as the data known on the as-of date says. An alert opens the day after its due date
 -- and closes at the first of: the missing step recorded, a newer episode superseding it (or,
 -- for a school, the child leaving the roster), or closing feedback from an organisation whose
--- list carried it. alert_id is the rule and the episode's test, never the person_id: when linkage
--- merges or splits people, the alert, its list line and its feedback keep their id.
+-- list carried it. alert_id is the rule and the episode's test (its anchor: a hash under the
+-- data dir's own salt, unchanged when the pseudonym key is rotated), never the person_id: when
+-- linkage merges or splits people, the alert, its list line and its feedback keep their id.
 with unioned as (
     {%- for model in alert_rule_models() %}
     select * from {{ ref(model) }}
@@ -27,7 +28,7 @@ routing as (
 
 alerts as (
     select
-        substr(md5(u.rule_code || '|' || u.evidence_test_key), 1, 16) as alert_id,
+        substr(md5(u.rule_code || '|' || u.evidence_test_uid), 1, 16) as alert_id,
         u.*,
         r.assigned_agency,
         case
@@ -52,7 +53,7 @@ alerts as (
         on rt.rule_code = u.rule_code and rt.band in (u.band, '*')
     where u.became_alert and r.enabled
     qualify row_number() over (
-        partition by u.rule_code, u.evidence_test_key order by (rt.band = u.band) desc nulls last
+        partition by u.rule_code, u.evidence_test_uid order by (rt.band = u.band) desc nulls last
     ) = 1
 ),
 

@@ -9,6 +9,7 @@ from dagster_dbt import get_asset_key_for_model
 from pipelines.datalab.requests import (
     analyse_request,
     erase_answered,
+    expire_rejected_requests,
     leftovers,
     link_request,
     requests_in,
@@ -101,6 +102,9 @@ def datalab_erasure(context: dg.AssetExecutionContext, plumbline: PlumblineSetti
     with connect(settings.vault_path) as vault:
         ensure_vault(vault)
         erased = erase_answered(settings, vault)
+        expired = expire_rejected_requests(settings)
+        if expired:
+            context.log.info(f"erased {expired} rejected request file(s) past their retention")
         pending = len(requests_in(vault, "RECEIVED")) + len(requests_in(vault, "LINKED"))
         left = leftovers(settings, vault)
     context.log.info(f"erased {len(erased)} answered requests; {pending} still open")

@@ -7,7 +7,7 @@ import dagster as dg
 
 from pipelines.defs.resources import PlumblineSettings
 from pipelines.feeds import FEEDS, Feed
-from pipelines.ingest import ingest_feed, summarize
+from pipelines.ingest import ingest_feed, report_not_read, summarize
 from pipelines.stores import ingest_setting
 
 
@@ -71,4 +71,29 @@ def _feed_asset(feed: Feed) -> dg.AssetsDefinition:
     return _asset
 
 
-ingest_assets = [_feed_asset(f) for f in FEEDS]
+
+
+@dg.asset(
+    name="landing_not_read",
+    group_name="ingest",
+    owners=["team:data-engineering"],
+    kinds={"duckdb"},
+    description=(
+        "What in the landing folder is not read, and why: links (never followed), sub-folders, "
+        "other extensions, names that do not follow the agreement, folders no agency owns. Each "
+        "gets a NOT_READ receipt in its organisation's outbox (or a line in the operator's "
+        "DATA_DIR/logs/landing.log) and a row in the vault's ingest.not_read, once."
+    ),
+)
+def landing_not_read(context: dg.AssetExecutionContext, plumbline: PlumblineSettings
+                     ) -> dg.MaterializeResult:
+    new = report_not_read(plumbline.settings())
+    reasons = Counter(n.reason for n in new)  # fixed sentences, never a name or a value
+    for reason, n in reasons.most_common():
+        context.log.warning(f"{n} landing entr{'ies' if n != 1 else 'y'} not read: {reason}")
+    return dg.MaterializeResult(metadata={
+        "newly_not_read": dg.MetadataValue.int(len(new)),
+        "reasons": dg.MetadataValue.json(dict(reasons.most_common()))})
+
+
+ingest_assets = [*(_feed_asset(f) for f in FEEDS), landing_not_read]

@@ -1,5 +1,6 @@
 """The landing sensor: every complete delivery file becomes one run of its feed's asset."""
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -9,6 +10,8 @@ import duckdb
 from pipelines.defs.datalab.assets import DATALAB_ASSET_KEYS
 from pipelines.feeds import FEEDS
 from pipelines.ingest import file_sha256, pending_files
+from pipelines.landing import not_read
+from pipelines.runs import fail_dead_runs
 from pipelines.stores import data_dir_from_env, landing_from_env
 
 
@@ -38,7 +41,8 @@ def _vault_state(data_dir: Path) -> tuple[set[tuple[str, str]], set[str]]:
     name="landing_sensor",
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    asset_selection=[*(dg.AssetKey(f"raw_{f.name}") for f in FEEDS), *DATALAB_ASSET_KEYS],
+    asset_selection=[*(dg.AssetKey(f"raw_{f.name}") for f in FEEDS), *DATALAB_ASSET_KEYS,
+                     dg.AssetKey("landing_not_read")],
     description=(
         "Watches PLUMBLINE_LANDING. Each complete delivery file (never a `.part`) starts one run "
         "of its feed's ingest asset; the run key is the file's path and SHA-256, so a file is "
@@ -46,6 +50,10 @@ def _vault_state(data_dir: Path) -> tuple[set[tuple[str, str]], set[str]]:
     ),
 )
 def landing_sensor(context: dg.SensorEvaluationContext):
+    # a run killed with SIGKILL stays STARTED and would hold the one-run queue for good
+    stale = fail_dead_runs(context.instance)
+    if stale:
+        context.log.warning(f"marked {stale} dead run(s) failed so the queue moves on")
     landing = landing_from_env()
     # cursor: {relative path: [size, mtime_ns, sha256]}; a file is re-hashed only if it changed
     seen: dict[str, list] = json.loads(context.cursor) if context.cursor else {}
@@ -78,8 +86,17 @@ def landing_sensor(context: dg.SensorEvaluationContext):
                 run_key=run_key,
                 asset_selection=selection,
                 run_config={"ops": {asset: {"config": {"files": [relative]}}}},
-                tags={"plumbline/delivery": relative, "plumbline/sha256": sha[:16]},
+                tags={"plumbline/delivery": relative, "plumbline/sha256": sha[:16],
+                      "plumbline/trigger": "sensor"},
             ))
+    # what is not read gets its receipt too: one run whenever that set changes
+    unread = sorted(f"{n.entry.relative}|{n.entry.size}|{n.entry.mtime_ns}"
+                    for n in not_read(landing))
+    if unread:
+        digest = hashlib.sha256("\n".join(unread).encode()).hexdigest()[:16]
+        requests.append(dg.RunRequest(run_key=f"not-read@{digest}",
+                                      asset_selection=[dg.AssetKey("landing_not_read")],
+                                      tags={"plumbline/trigger": "sensor"}))
     context.update_cursor(json.dumps(current, sort_keys=True))
     if not requests:
         return dg.SkipReason(f"no new delivery files in {landing}")

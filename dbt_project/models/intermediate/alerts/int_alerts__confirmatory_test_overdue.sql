@@ -33,6 +33,7 @@ episodes as (
         w.rule_version,
         s.sample_date + w.window_days as due_date,
         s.test_key as evidence_test_key,
+        s.test_uid as evidence_test_uid,
         s.address_key,
         s.zip5,
         s.result_value,

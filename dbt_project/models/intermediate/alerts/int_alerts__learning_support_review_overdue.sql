@@ -88,6 +88,7 @@ episodes as (
         greatest(c.confirmation_date, coalesce(e.entry_date, c.confirmation_date))
             + w.window_days as due_date,
         c.confirming_test_key as evidence_test_key,
+        c.confirming_test_uid as evidence_test_uid,
         e.student_key as evidence_student_key,
         c.address_key,
         c.zip5,

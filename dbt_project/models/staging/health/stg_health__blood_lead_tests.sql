@@ -6,6 +6,7 @@ renamed as (
     select
         -- ids
         test_key,
+        test_uid,
         person_id,
         -- the test
         cast(sample_date as date) as sample_date,

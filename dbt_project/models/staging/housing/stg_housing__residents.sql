@@ -10,7 +10,6 @@ renamed as (
         address_key,
         building_key,
         zip5,
-        cast(move_in_date as date) as move_in_date,
         cast(move_out_date as date) as move_out_date,
         cast(snapshot_date as date) as snapshot_date
     from source

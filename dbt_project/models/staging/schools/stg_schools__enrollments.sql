@@ -12,7 +12,6 @@ renamed as (
         cast(exit_date as date) as exit_date,
         iep,
         section_504,
-        attendance_rate,
         zip5,
         cast(snapshot_date as date) as snapshot_date
     from source
