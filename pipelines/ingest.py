@@ -560,7 +560,9 @@ def _record(con: duckdb.DuckDBPyConnection, d: Delivery, settings: Settings) -> 
                 "insert into feedback.wrong_person values (?, ?, ?, ?, ?, ?)",
                 [[a, d.agency, t, p, d.delivery_id, now] for a, t, p in d.wrong_person])
         con.execute(
-            "insert into ingest.deliveries values "
+            "insert into ingest.deliveries (delivery_id, agency, feed, path, file_name, sha256, "
+            "size_bytes, extract_date, received_at, encoding, status, reason, duplicate_of, "
+            "rows_read, rows_accepted, rows_rejected) values "
             "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [d.delivery_id, d.agency, d.feed.name, d.relative, d.path.name, d.sha256, d.size,
              d.extract_date, now, d.encoding, d.status, d.reason, d.duplicate_of,
