@@ -22,12 +22,11 @@ import sys
 from datetime import date
 from pathlib import Path
 
-import duckdb
-
 from pipelines.runs import fail_dead_runs, process_tags, run_tags
 from pipelines.stores import (
     AGENCIES,
     Settings,
+    connect,
     data_dir_from_env,
     landing_from_env,
     load_settings,
@@ -118,7 +117,7 @@ def run_pipeline(settings: Settings, selection: list | None = None) -> bool:
 def summary(settings: Settings) -> str:
     """Counts only: deliveries, records, persons, open alerts per agency."""
     lines = [f"Plumbline run as of {settings.as_of} (data dir {settings.data_dir})"]
-    with duckdb.connect(str(settings.vault_path), read_only=True) as vault:
+    with connect(settings.vault_path, read_only=True) as vault:
         rows = vault.execute(
             "select agency, status, count(*), sum(rows_read), sum(rows_accepted), "
             "sum(rows_rejected) from ingest.deliveries group by all order by all").fetchall()
@@ -128,7 +127,7 @@ def summary(settings: Settings) -> str:
         (records, persons), = vault.execute(
             "select count(*), count(distinct person_id) from linkage.person_crosswalk").fetchall()
         lines.append(f"Linkage: {records} person-records -> {persons} persons")
-    with duckdb.connect(str(settings.warehouse_path), read_only=True) as wh:
+    with connect(settings.warehouse_path, read_only=True) as wh:
         alerts = dict(wh.execute(
             "select assigned_agency, count(*) from marts.lead_alerts where status = 'OPEN' "
             "group by 1").fetchall())
@@ -148,7 +147,7 @@ def key_problem(settings: Settings) -> str | None:
 
     if not settings.vault_path.exists():
         return None
-    with duckdb.connect(str(settings.vault_path), read_only=True) as vault:
+    with connect(settings.vault_path, read_only=True) as vault:
         recorded = recorded_fingerprint(vault)
     if recorded is None or recorded == fingerprint(settings.pseudonym_key):
         return None
@@ -180,7 +179,6 @@ def cmd_rotate_key(args: argparse.Namespace) -> int:
     import secrets
 
     from pipelines.keys import KeyMismatch, rotate
-    from pipelines.stores import connect
 
     data_dir = data_dir_from_env()
     key_file = data_dir / "pseudonym.key"
@@ -219,7 +217,7 @@ def cmd_rotate_key(args: argparse.Namespace) -> int:
 
 def datalab_summary(settings: Settings) -> str:
     """Each data-lab request: counts, its report and when it was erased (no identities)."""
-    with duckdb.connect(str(settings.vault_path), read_only=True) as vault:
+    with connect(settings.vault_path, read_only=True) as vault:
         rows = vault.execute(
             "select provider, file_name, status, rows_read, linked, matched, figures_given, "
             "report_path, erased_at from datalab.requests order by received_at").fetchall()
@@ -279,7 +277,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     """Why these records are one child: the links and each field's comparison (no names)."""
     settings = load_settings()
-    with duckdb.connect(str(settings.vault_path), read_only=True) as vault:
+    with connect(settings.vault_path, read_only=True) as vault:
         records = vault.execute(
             "select source, record_key from linkage.person_crosswalk where person_id = ? "
             "order by all", [args.person_id]).fetchall()

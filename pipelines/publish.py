@@ -1,9 +1,11 @@
 """What Plumbline publishes after each successful run: open, pseudonymous, suppressed.
 
 - `DATA_DIR/published/`: a read-only snapshot of the published marts (Parquet per table, plus
-  `plumbline.duckdb`, a small file of views over them) that an analyst opens with DuckDB,
-  Python or any SQL client. Each run writes a new version and swaps the views file in
-  atomically, so a reader never blocks the pipeline and the pipeline never blocks a reader.
+  `plumbline.duckdb`, a small DuckDB file holding the same tables) that an analyst opens with
+  DuckDB, Python or any SQL client, wherever the folder is copied. Each run writes a new
+  version and swaps the file in atomically, so a reader never blocks the pipeline and the
+  pipeline never blocks a reader; a publication that was killed leaves nothing the next one
+  does not clear.
 - `outbox/public/ocds/`: the city's contracts as an OCDS 1.1 release package, with each
   contract's outcome indicators attached as implementation metrics.
 - `outbox/<agency>/personal_best.{png,html}`: the agency's own timeliness, month by month.
@@ -67,10 +69,14 @@ def publish_snapshot(root: Path, tables: dict[str, pd.DataFrame]) -> str:
     folder.mkdir(parents=True)
     for name, frame in tables.items():
         frame.to_parquet(folder / f"{name}.parquet", index=False)
+    for stale in root.glob(".plumbline.*.duckdb*"):  # left by a publication that was killed
+        stale.unlink(missing_ok=True)
     tmp = root / f".plumbline.{version}.duckdb"
     with duckdb.connect(str(tmp)) as con:
+        # tables, not views over absolute Parquet paths: the file reads the same wherever the
+        # published folder is copied to
         for name in tables:
-            con.execute(f"create view {name} as select * from "
+            con.execute(f"create table {name} as select * from "
                         f"read_parquet('{(folder / f'{name}.parquet').as_posix()}')")
         con.execute("create table about as select ? as version, ? as published_at",
                     [version, datetime.now(UTC).isoformat(timespec="seconds")])

@@ -62,9 +62,19 @@ def outcome(data: Path) -> dict:
 
 
 def materialized(home: Path, asset: str) -> bool:
+    """Has the run recorded the asset? Read only once the run's own event log exists, under
+    the lock `plumbline run` takes to create the instance's tables (so the two never race)."""
+    import fcntl
+
     from dagster import AssetKey, DagsterInstance
 
-    with DagsterInstance.from_config(str(home)) as instance:
+    if not list((home / "history" / "runs").glob("*.db")):
+        return False
+    with open(home / ".instance.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        instance = DagsterInstance.from_config(str(home))
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    with instance:
         return instance.get_latest_materialization_event(
             AssetKey(asset.split("/"))) is not None
 
@@ -102,7 +112,7 @@ def test_sigkill_at_a_stage_boundary_then_a_rerun_equals_a_clean_run(
     deadline = time.monotonic() + 600
     try:
         while proc.poll() is None and time.monotonic() < deadline:
-            if (home / "history" / "runs.db").exists() and materialized(home, asset):
+            if (home / "history" / "runs").is_dir() and materialized(home, asset):
                 os.killpg(proc.pid, signal.SIGKILL)
                 break
             time.sleep(0.2)

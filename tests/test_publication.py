@@ -107,3 +107,17 @@ def test_published_warehouse_is_queryable_while_a_run_writes(pipeline_run: Run,
     tables = pd.read_parquet(next((data / "published" / "versions").iterdir())
                              / "contract_outcomes.parquet")
     assert len(tables) > 0
+
+
+def test_the_published_folder_reads_the_same_when_copied_and_cleans_up_after_a_kill(
+        pipeline_run: Run, tmp_path: Path) -> None:
+    from pipelines.publish import publish_snapshot
+
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(pipeline_run.data_dir / "published", moved)
+    shutil.rmtree(moved / "versions")  # the copy must not lean on the original's files
+    with duckdb.connect(str(moved / "plumbline.duckdb"), read_only=True) as con:
+        assert con.execute("select count(*) from policy_lead_followup_by_zip").fetchall()[0][0]
+    (moved / ".plumbline.20260101T000000.duckdb").write_bytes(b"half a file")  # a killed run
+    publish_snapshot(moved, {"t": pd.DataFrame({"n": [1]})})
+    assert not list(moved.glob(".plumbline.*"))

@@ -24,7 +24,7 @@ class PlumblineSettings(dg.ConfigurableResource):
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         """Tag the run with the process and host that execute it, so a run killed with
         SIGKILL can be told from one still working (pipelines/runs.py)."""
-        run = context.dagster_run
+        run = context.run
         if context.instance is not None and run is not None and PID not in run.tags:
             context.instance.add_run_tags(run.run_id, process_tags())
 

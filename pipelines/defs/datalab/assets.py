@@ -58,7 +58,7 @@ def datalab_links(context: dg.AssetExecutionContext, plumbline: PlumblineSetting
     kinds={"json", "html"},
     deps=["datalab_links", *(get_asset_key_for_model([plumbline_dbt], m) for m in LAB_MODELS)],
     description=(
-        "outbox/<provider>/datalab/<report_id>.json and .html for each linked request: the "
+        "`outbox/PROVIDER/datalab/REPORT_ID.json` and `.html` for each linked request: the "
         "cohort against a matched comparison, balance before and after, each outcome of "
         "seeds/datalab_outcomes.csv with its difference and 95% interval, in plain sentences."
     ),

@@ -47,7 +47,7 @@ def alert_lists(context: dg.AssetExecutionContext, plumbline: PlumblineSettings
     description=(
         "What is published after each run: DATA_DIR/published/ (Parquet and a DuckDB file of "
         "views over the suppressed marts), the OCDS release package and the indicators page in "
-        "outbox/public/, and each agency's personal-best chart in outbox/<agency>/."
+        "outbox/public/, and each agency's personal-best chart in `outbox/AGENCY/`."
     ),
 )
 def published_outputs(context: dg.AssetExecutionContext, plumbline: PlumblineSettings

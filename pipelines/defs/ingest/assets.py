@@ -33,10 +33,10 @@ def _feed_asset(feed: Feed) -> dg.AssetsDefinition:
             (f"Vault table raw.{feed.name}: every accepted row of {feed.agency}'s "
              if feed.store == "vault" else
              "Data-lab requests: each accepted request's rows go to its own store "
-             "(DATA_DIR/requests/<request_id>.duckdb), erased once it is answered; from ")
+             "(`DATA_DIR/requests/REQUEST_ID.duckdb`), erased once it is answered; from ")
             + f"`{feed.folder}/{feed.pattern.pattern}` deliveries, with its delivery and line. "
             "Each new file is read once (known by its SHA-256), validated row by row, and "
-            "answered with a receipt in outbox/<agency>/receipts/."
+            "answered with a receipt in the sending organisation's `outbox/ORGANISATION/receipts/`."
         ),
     )
     def _asset(context: dg.AssetExecutionContext, config: IngestConfig,
