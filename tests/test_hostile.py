@@ -212,3 +212,14 @@ def test_another_key_stops_the_run_and_rotate_key_keeps_every_id(pipeline_run, t
     assert old_key.encode() not in everything_under(data)
     # the new key is now the one: a run with it proceeds, a run with the old one stops
     assert run_cli("run", env=env | {"PLUMBLINE_PSEUDONYM_KEY": old_key}).returncode == 2
+
+
+def test_the_erasure_check_finds_a_requests_people_in_dagster_storage(tmp_path) -> None:
+    from pipelines.datalab.requests import traces_of
+
+    runs = tmp_path / "history" / "runs"
+    runs.mkdir(parents=True)
+    (runs / "abc.db").write_bytes(b"\x00event: rejected HHN-000123,Ana,Quist,1 Nowhere Street\x00")
+    (runs / "def.db").write_bytes(b"\x00event: 3 rows rejected\x00")
+    assert traces_of(["HHN-000123", "1 Nowhere Street"], [tmp_path]) == ["abc.db"]
+    assert traces_of(["HHN-999999"], [tmp_path]) == []

@@ -12,6 +12,7 @@ The vault's `datalab.requests` row is the audit: hash, counts, report id, when i
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from datetime import UTC, datetime
@@ -211,6 +212,38 @@ def erase_request(settings: Settings, vault: duckdb.DuckDBPyConnection, request:
             "erased_at": erased_at.isoformat(timespec="seconds")}
         save_receipt(receipt, payload)
     return erased_at
+
+
+def identifying_values(settings: Settings, request: dict) -> list[str]:
+    """What would identify the request's people if it turned up elsewhere: its record ids,
+    street lines and long surnames (short names and dates are too common to search for)."""
+    store = settings.request_store(request["request_id"])
+    if not store.exists():
+        return []
+    with connect(store, read_only=True) as con:
+        rows = con.execute("select record_id, client_address, client_last_name "
+                           "from raw.datalab__cohort").fetchall()
+        rejected = con.execute("select raw_text from ingest.rejected_rows").fetchall()
+    found = {v.strip() for rid, street, last in rows
+             for v, least in ((rid, 4), (street, 8), (last, 7)) if v and len(v.strip()) >= least}
+    for (raw,) in rejected:
+        found |= {v.strip() for v in next(csv.reader([raw or ""]), []) if len(v.strip()) >= 8
+                  and not re.fullmatch(r"[\d/ -]+", v.strip())}
+    return sorted(found)
+
+
+def traces_of(values: list[str], folders: list[Path]) -> list[str]:
+    """The files under `folders` (Dagster's storage, logs, receipts) holding any of the values:
+    names of files only, never what matched."""
+    if not values:
+        return []
+    pattern = re.compile(b"|".join(re.escape(v.encode()) for v in values))
+    hits = []
+    for folder in folders:
+        for path in (folder.rglob("*") if folder.is_dir() else []):
+            if path.is_file() and not path.is_symlink() and pattern.search(path.read_bytes()):
+                hits.append(path.name)
+    return sorted(set(hits))
 
 
 def erase_answered(settings: Settings, vault: duckdb.DuckDBPyConnection) -> list[str]:

@@ -3,6 +3,8 @@
 Only counts reach Dagster metadata and logs: never a record id, a name or a person_id.
 """
 
+from pathlib import Path
+
 import dagster as dg
 from dagster_dbt import get_asset_key_for_model
 
@@ -10,9 +12,11 @@ from pipelines.datalab.requests import (
     analyse_request,
     erase_answered,
     expire_rejected_requests,
+    identifying_values,
     leftovers,
     link_request,
     requests_in,
+    traces_of,
 )
 from pipelines.defs.resources import PlumblineSettings
 from pipelines.defs.warehouse.assets import plumbline_dbt
@@ -90,7 +94,9 @@ def datalab_reports(context: dg.AssetExecutionContext, plumbline: PlumblineSetti
     deps=["datalab_reports"],
     check_specs=[dg.AssetCheckSpec(
         "nothing_left_behind", asset="datalab_erasure",
-        description="No erased request still has its own store, or its bytes in landing.")],
+        description="No erased request still has its own store, or its bytes in landing, and "
+                    "none of its record ids, street lines or surnames is in Dagster's storage, "
+                    "the run logs, or the provider's receipts and reports.")],
     description=(
         "Erasure of every reported request: its landing file, its quarantined copies, its own "
         "store (rows, rejected rows, links). The vault's datalab.requests keeps the audit row "
@@ -99,8 +105,20 @@ def datalab_reports(context: dg.AssetExecutionContext, plumbline: PlumblineSetti
 )
 def datalab_erasure(context: dg.AssetExecutionContext, plumbline: PlumblineSettings):
     settings = plumbline.settings()
+    home = getattr(context.instance, "root_directory", None)
     with connect(settings.vault_path) as vault:
         ensure_vault(vault)
+        # before the rows are gone: does any of them show in Dagster's storage, the run logs,
+        # or what the provider got back? (file names only in the result, never the values)
+        traced: dict[str, list[str]] = {}
+        for request in requests_in(vault, "REPORTED"):
+            folders = [Path(home)] if home else []
+            folders += [settings.data_dir / "logs",
+                        settings.outbox / request["provider"] / "receipts",
+                        settings.outbox / request["provider"] / "datalab"]
+            hits = traces_of(identifying_values(settings, request), folders)
+            if hits:
+                traced[request["request_id"]] = hits
         erased = erase_answered(settings, vault)
         expired = expire_rejected_requests(settings)
         if expired:
@@ -111,11 +129,16 @@ def datalab_erasure(context: dg.AssetExecutionContext, plumbline: PlumblineSetti
     yield dg.MaterializeResult(metadata={"erased": dg.MetadataValue.int(len(erased)),
                                          "still_open": dg.MetadataValue.int(pending)})
     yield dg.AssetCheckResult(
-        check_name="nothing_left_behind", passed=not left,
+        check_name="nothing_left_behind", passed=not left and not traced,
         severity=dg.AssetCheckSeverity.ERROR,
-        description=(f"{len(left)} erased requests still have data on disk"
-                     if left else "every erased request is gone from landing and its store"),
-        metadata={"requests_with_leftovers": dg.MetadataValue.json(left)})
+        description=(f"{len(left)} erased requests still have data on disk; {len(traced)} left "
+                     "traces in Dagster's storage, the logs or the provider's outbox"
+                     if left or traced else
+                     "every erased request is gone from landing and its store, and none of its "
+                     "record ids, street lines or surnames is in Dagster's storage, the run "
+                     "logs or the provider's receipts and reports"),
+        metadata={"requests_with_leftovers": dg.MetadataValue.json(left),
+                  "files_with_traces": dg.MetadataValue.json(traced)})
 
 
 datalab_assets = [datalab_links, datalab_reports, datalab_erasure]
