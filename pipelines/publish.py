@@ -221,6 +221,10 @@ Months with fewer than 11 steps due are not shown. Only your own figures appear 
  src="data:image/png;base64,{base64.b64encode(png).decode()}">
 </body></html>"""
     (folder / "personal_best.html").write_text(page, encoding="utf-8")
+    # the public copy: the public folder stands alone and links into no organisation's folder
+    public = settings.outbox / "public" / "personal_best"
+    public.mkdir(parents=True, exist_ok=True)
+    (public / f"{agency}.html").write_text(page, encoding="utf-8")
     return folder / "personal_best.png"
 
 
@@ -242,7 +246,7 @@ def write_index(settings: Settings, tables: dict[str, pd.DataFrame], package: Pa
     ax.set_title("Children tested for lead each month (city)")
     tested_png = figure_png(fig)
     latest = by_zip["month"].max() if len(by_zip) else ""
-    links = "".join(f'<li><a href="../{a}/personal_best.html">{html.escape(a)}</a></li>'
+    links = "".join(f'<li><a href="personal_best/{html.escape(a)}.html">{html.escape(a)}</a></li>'
                     for a in sorted(charts))
     page = f"""<!doctype html><html lang=en><head><meta charset=utf-8>
 <title>Lead follow-up indicators</title>

@@ -98,3 +98,25 @@ def disclosed_small_cells(table: pd.DataFrame, group_keys: list[str], cell: str,
         late = table.loc[both, due] - table.loc[both, in_time]
         problems += [f"late={v} derivable" for v in late[(late >= 1) & (late < k)]]
     return problems
+
+
+def published_table_specs() -> list[tuple[str, list[str], str, list[str], list[tuple[str, str]]]]:
+    """Each published table: (name, group keys, cell column, counts, (due, in_time) pairs),
+    for the suppression check on what was published."""
+    followups = [m for pair in FOLLOWUP_PAIRS for m in pair]
+    contract_counts = ["services", "services_lead_case_mgmt", "services_home_visit",
+                       "services_nutrition", "services_dev_screen", "services_other",
+                       "children_served", "lead_referred_children", "case_management_in_time",
+                       "next_test_lower"]
+    return [
+        ("policy_lead_followup_by_zip", ["month"], "zip5",
+         ["children_tested", "children_elevated", "children_confirmed", *followups],
+         FOLLOWUP_PAIRS),
+        ("policy_lead_followup_by_band", ["month"], "band", ["children_confirmed", *followups],
+         FOLLOWUP_PAIRS),
+        ("agency_timeliness_monthly", ["agency"], "month", ["steps_due", "steps_in_time"],
+         [("steps_due", "steps_in_time")]),
+        ("contract_outcomes", ["contract_id"], "month", contract_counts,
+         [("lead_referred_children", "case_management_in_time"),
+          ("lead_referred_children", "next_test_lower")]),
+    ]

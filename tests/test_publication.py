@@ -121,3 +121,24 @@ def test_the_published_folder_reads_the_same_when_copied_and_cleans_up_after_a_k
     (moved / ".plumbline.20260101T000000.duckdb").write_bytes(b"half a file")  # a killed run
     publish_snapshot(moved, {"t": pd.DataFrame({"n": [1]})})
     assert not list(moved.glob(".plumbline.*"))
+
+
+def test_the_public_folder_stands_alone_and_passes_its_suppression_check(
+        pipeline_run: Run, tmp_path: Path) -> None:
+    import re
+
+    from dagster import AssetCheckKey, AssetKey, DagsterInstance
+
+    public = tmp_path / "public"
+    shutil.copytree(pipeline_run.data_dir / "outbox" / "public", public)
+    links = re.findall(r'href="([^"]+)"', (public / "index.html").read_text())
+    assert any("personal_best/" in link for link in links)
+    for link in links:
+        target = (public / link).resolve()
+        assert public.resolve() in target.parents and target.is_file(), link
+    with DagsterInstance.from_config(str(pipeline_run.data_dir / "dagster_home")) as instance:
+        record = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+            [AssetCheckKey(AssetKey("published_outputs"), "no_small_cells_published")])
+    (execution,) = record.values()
+    assert execution.status.value == "SUCCEEDED"
+    assert execution.event.asset_check_evaluation.passed

@@ -2,12 +2,14 @@
 
 
 import dagster as dg
+import duckdb
 from dagster_dbt import get_asset_key_for_model
 
 from pipelines.defs.resources import PlumblineSettings
 from pipelines.defs.warehouse.assets import plumbline_dbt
 from pipelines.outbox import write_alert_lists
 from pipelines.publish import publish_all
+from pipelines.suppression import disclosed_small_cells, published_table_specs
 
 
 @dg.asset(
@@ -44,17 +46,39 @@ def alert_lists(context: dg.AssetExecutionContext, plumbline: PlumblineSettings
     deps=[get_asset_key_for_model([plumbline_dbt], m) for m in (
         "policy_lead_followup_by_zip", "policy_lead_followup_by_band",
         "agency_timeliness_monthly", "contract_outcomes")],
+    check_specs=[dg.AssetCheckSpec(
+        "no_small_cells_published", asset="published_outputs",
+        description="No published table shows a count from 1 to 10, a single suppressed cell "
+                    "beside its published total, or a late count (due - in time) of 1 to 10.")],
     description=(
         "What is published after each run: DATA_DIR/published/ (Parquet and a DuckDB file of "
-        "views over the suppressed marts), the OCDS release package and the indicators page in "
+        "the suppressed marts), the OCDS release package and the indicators page in "
         "outbox/public/, and each agency's personal-best chart in `outbox/AGENCY/`."
     ),
 )
-def published_outputs(context: dg.AssetExecutionContext, plumbline: PlumblineSettings
-                      ) -> dg.MaterializeResult:
-    out = publish_all(plumbline.settings())
+def published_outputs(context: dg.AssetExecutionContext, plumbline: PlumblineSettings):
+    settings = plumbline.settings()
+    out = publish_all(settings)
     context.log.info(f"published version {out['version']}")
-    return dg.MaterializeResult(metadata={
+    yield dg.MaterializeResult(metadata={
         "version": dg.MetadataValue.text(str(out["version"])),
         "ocds_releases": dg.MetadataValue.int(int(out["ocds_releases"])),
         "agency_charts": dg.MetadataValue.int(int(out["charts"]))})
+    # the privacy promise, checked on what was actually published
+    problems: dict[str, int] = {}
+    with duckdb.connect(str(settings.data_dir / "published" / "plumbline.duckdb"),
+                        read_only=True) as con:
+        for name, keys, cell, measures, pairs in published_table_specs():
+            table = con.execute(f"select * from {name}").df()
+            present = [m for m in measures if m in table.columns]
+            found = disclosed_small_cells(table, keys, cell, present,
+                                          [p for p in pairs if set(p) <= set(present)])
+            if found:
+                problems[name] = len(found)
+    yield dg.AssetCheckResult(
+        check_name="no_small_cells_published", passed=not problems,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=("every published table hides counts from 1 to 10, a single suppressed "
+                     "cell beside its total, and late counts of 1 to 10" if not problems else
+                     f"{sum(problems.values())} small cells could be read or worked out"),
+        metadata={"tables_with_problems": dg.MetadataValue.json(problems)})

@@ -66,13 +66,28 @@ def warehouse_sources(context: dg.AssetExecutionContext, plumbline: PlumblineSet
 
 
 class PlumblineDbtTranslator(DagsterDbtTranslator):
-    """dbt models keep their table names as asset keys; groups follow the dbt layer."""
+    """dbt models keep their table names as asset keys; groups follow the dbt layer and its
+    folder, so the UI shows readable groups instead of one tangle; owners come from dbt `meta`
+    (`owner`), else the data-engineering team."""
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         if dbt_resource_props["resource_type"] == "seed":
             return "rules"
         fqn = dbt_resource_props.get("fqn", [])
-        return "marts" if "marts" in fqn else "warehouse"
+        if "marts" in fqn:
+            return "marts"
+        if "staging" in fqn:
+            return "staging"
+        for folder, group in (("alerts", "alert_rules"), ("policy", "policy"),
+                              ("datalab", "datalab_events")):
+            if folder in fqn:
+                return group
+        return "intermediate"
+
+    def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> list[str]:
+        owner = (dbt_resource_props.get("meta") or {}).get("owner") or (
+            dbt_resource_props.get("config", {}).get("meta") or {}).get("owner")
+        return [owner or "team:data-engineering"]
 
 
 @dbt_assets(
@@ -86,8 +101,40 @@ def plumbline_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource,
     settings = plumbline.settings()
     dbt_vars = {"as_of": settings.as_of.isoformat()}
     with warehouse_lock(settings.data_dir):
-        yield from dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context).stream()
+        events = list(dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context).stream())
+        # dbt is done with the file: each table's row count and every model's columns
+        with connect(settings.warehouse_path, read_only=True) as wh:
+            described = table_metadata(wh)
+    for event in events:
+        if isinstance(event, dg.Output):
+            key = context.asset_key_for_output(event.output_name)
+            extra = described.get(key.path[-1])
+            if extra:
+                event = event.with_metadata({**event.metadata, **extra})
+        yield event
     prune_dbt_runs(settings.data_dir / "dbt_runs")
+
+
+def table_metadata(wh) -> dict[str, dict[str, Any]]:
+    """Per relation in the warehouse: its column schema, and its row count when it is a table
+    (a view's count would re-run its query)."""
+    out: dict[str, dict[str, Any]] = {}
+    relations = wh.execute("select table_schema, table_name, table_type "
+                           "from information_schema.tables where table_schema <> 'src'").fetchall()
+    columns: dict[tuple[str, str], list[dg.TableColumn]] = {}
+    for schema, table, column, kind in wh.execute(
+            "select table_schema, table_name, column_name, data_type from "
+            "information_schema.columns order by table_schema, table_name, ordinal_position"
+    ).fetchall():
+        columns.setdefault((schema, table), []).append(dg.TableColumn(column, kind))
+    for schema, table, kind in relations:
+        meta: dict[str, Any] = {
+            "dagster/column_schema": dg.TableSchema(columns=columns.get((schema, table), []))}
+        if kind == "BASE TABLE":
+            meta["dagster/row_count"] = dg.MetadataValue.int(int(wh.execute(
+                f'select count(*) from "{schema}"."{table}"').fetchall()[0][0]))
+        out[table] = meta
+    return out
 
 
 def prune_dbt_runs(folder: Path, keep: int = 5) -> None:
