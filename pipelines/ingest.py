@@ -74,6 +74,7 @@ class Delivery:
         return self.sha256[:16]
 
     accepted: int | None = None  # rows accepted, when the rows themselves are not at hand
+    unanswered: int = 0  # feedback template rows with only their alert id: left for later
 
     @property
     def rows_accepted(self) -> int:
@@ -161,9 +162,14 @@ def parse_delivery(delivery: Delivery, data: bytes, today: date) -> None:
             f"the last line ({records[-1][0]}) has {len(records[-1][1])} of {len(header)} "
             "fields and no line ending: the upload looks cut short")
     well_formed: list[tuple[int, list[str]]] = []
+    key_columns = [index[c] for c in feed.key[:1]]
     for line, values in records:
         if not any(v.strip() for v in values):
             continue  # a blank line is not a row
+        if feed.answers_lists and len(values) == len(header) and all(
+                not v.strip() for i, v in enumerate(values) if i not in key_columns):
+            delivery.unanswered += 1  # a template row left blank: no answer, not an error
+            continue
         delivery.rows_read += 1
         if len(values) != len(header):
             delivery.rejections.append(Rejection(
@@ -626,6 +632,7 @@ def receipt_payload(d: Delivery) -> dict[str, Any]:
         "rows_rejected": d.rows_rejected,
         "rejected_rows": [
             {"line": r.line, "field": r.field, "reason": r.reason} for r in d.rejections],
+        **({"rows_left_unanswered": d.unanswered} if d.unanswered else {}),
         "received_at": datetime.now(UTC).isoformat(timespec="seconds"),
         **({"request": d.answer} if d.answer else {}),
     }
@@ -660,6 +667,9 @@ def save_receipt(target: Path, payload: dict[str, Any]) -> Path:
         (f"Rows read: {payload['rows_read']}   accepted: {payload['rows_accepted']}   "
          f"rejected: {payload['rows_rejected']}"),
     ]
+    if payload.get("rows_left_unanswered"):
+        lines.append(f"Rows left blank (no answer yet, nothing recorded): "
+                     f"{payload['rows_left_unanswered']}")
     if payload["rejected_rows"]:
         lines += ["", "Rejected rows (fix and re-send them in a new file):"]
         lines += [f"  line {r['line']}, {r['field']}: {r['reason']}"

@@ -40,12 +40,15 @@ def provider_lists(all_lists: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame
     return {o: f for o, f in all_lists.items() if o not in ("health", "housing", "schools")}
 
 
-def feedback(landing: Path, agency: str, rows: list[tuple[str, str]]) -> None:
+def feedback(landing: Path, agency: str, rows: list[tuple[str, str]],
+             blank: tuple[str, ...] = ()) -> None:
+    """The organisation's answers, written into its template's columns; `blank` rows are
+    template rows left unanswered."""
     folder = landing / "feedback" / agency
     folder.mkdir(parents=True, exist_ok=True)
     lines = ["alert_id,status,note,recorded_by,recorded_at"] + [
         f"{a},{s},called the family,cw-{agency[:2]}-7,{WEEK1 + timedelta(days=2)}T10:30:00"
-        for a, s in rows]
+        for a, s in rows] + [f"{a},,,," for a in blank]
     (folder / f"alert_feedback_{AS_OF:%Y%m%d}.csv").write_text("\n".join(lines) + "\n")
 
 
@@ -59,7 +62,8 @@ def test_two_weekly_cycles(tmp_path: Path, monkeypatch) -> None:
     first = run_cli("run", env=plumbline_env(data, landing, as_of=WEEK1))
     assert first.returncode == 0, first.stderr[-2000:]
     one = lists(data, WEEK1)
-    assert all(len(one[a]) >= 2 for a in ("health", "housing")), {a: len(v) for a, v in one.items()}
+    assert len(one["health"]) >= 3 and len(one["housing"]) >= 2, {a: len(v) for a, v in one.items()}
+    assert len(one["schools"]) >= 1
 
     # caseworkers answer
     h_resolved, h_unable = one["health"].alert_id[:2]
@@ -68,7 +72,10 @@ def test_two_weekly_cycles(tmp_path: Path, monkeypatch) -> None:
                                 for o, f in provider_lists(one).items() if f.client_id.notna().any())
     p_wrong = own_client.alert_id.iloc[0]
     feedback(landing, "health", [(h_resolved, "RESOLVED"), (h_unable, "UNABLE_TO_CONTACT"),
-                                 (s_na, "RESOLVED"), ("0123456789abcdef", "RESOLVED")])
+                                 (s_na, "RESOLVED"), ("0123456789abcdef", "RESOLVED")],
+             blank=(one["health"].alert_id.iloc[2],))
+    school_resolved = one["schools"].alert_id.iloc[0]
+    feedback(landing, "schools", [(school_resolved, "RESOLVED")])
     feedback(landing, "housing", [(s_na, "NOT_APPLICABLE"), (s_progress, "IN_PROGRESS")])
     feedback(landing, provider, [(p_wrong, "WRONG_PERSON")])
     with duckdb.connect(str(data / "vault.duckdb"), read_only=True) as con:
@@ -97,6 +104,9 @@ def test_two_weekly_cycles(tmp_path: Path, monkeypatch) -> None:
     receipt = json.loads(next((data / "outbox" / "health" / "receipts").glob(
         "alert_feedback_*.json")).read_text())
     assert receipt["rows_accepted"] == 2 and receipt["rows_rejected"] == 2
+    assert receipt["rows_left_unanswered"] == 1  # a blank template row is no answer, no error
+    # schools answer their list like everyone else
+    assert school_resolved not in set(two["schools"].alert_id)
     # the same words for both: the sender learns nothing of another organisation's alerts
     assert [r["reason"] for r in receipt["rejected_rows"]] == [
         "alert_id is not an alert on any list sent to you"] * 2
