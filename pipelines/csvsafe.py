@@ -36,10 +36,15 @@ def safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> None:
-    """Write `frame` as CSV atomically (a partner never sees half a file), safe to open."""
+    """Write `frame` as CSV atomically, safe to open in a spreadsheet."""
     buf = io.StringIO()
     safe_frame(frame).to_csv(buf, index=False)
+    atomic_text(path, buf.getvalue())
+
+
+def atomic_text(path: Path, text: str) -> None:
+    """A partner never sees a half-written file: write beside it, then rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(buf.getvalue(), encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)

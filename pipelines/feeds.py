@@ -17,6 +17,10 @@ from pipelines import parsing as p
 
 Parser = Callable[[str, date], Any]  # (text, latest plausible date) -> value
 
+# an organisation's code as a folder name (health, housing, schools, or a provider's code):
+# letters and digits only, so it can never be a path
+ORGANISATION_CODE = re.compile(r"[A-Za-z0-9]{1,20}")
+
 DATE_FORMATS = {"us": ("%m/%d/%Y", "MM/DD/YYYY"), "iso": ("%Y-%m-%d", "YYYY-MM-DD"),
                 "compact": ("%Y%m%d", "YYYYMMDD")}
 

@@ -23,9 +23,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.feeds import FEEDS, Feed
+from pipelines.feeds import FEEDS, ORGANISATION_CODE, Feed
 
-ORGANISATION = re.compile(r"[A-Za-z0-9]{1,20}")
 UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -132,7 +131,7 @@ def _owner(parts: list[str]) -> str | None:
     top = parts[0]
     feeds = [f for f in FEEDS if f.folder == top]
     if any(f.agency == "*" for f in feeds):
-        if len(parts) > 2 and ORGANISATION.fullmatch(parts[1]):
+        if len(parts) > 2 and ORGANISATION_CODE.fullmatch(parts[1]):
             return parts[1]
         return None  # no organisation to answer: the operator's log
     return feeds[0].agency if feeds else None

@@ -29,24 +29,28 @@ import csv
 import getpass
 import json
 import os
-import re
 import socket
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from pathlib import Path
 
 import duckdb
 import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from pipelines.csvsafe import write_csv
-from pipelines.feeds import ENROLLMENT, HEALTH, RESIDENTS, SERVICES, Feed
+from pipelines.csvsafe import atomic_text, write_csv
+from pipelines.feeds import (
+    ENROLLMENT,
+    FEEDBACK,
+    HEALTH,
+    ORGANISATION_CODE,
+    RESIDENTS,
+    SERVICES,
+    Feed,
+)
 from pipelines.freshness import stale_by_agency
 from pipelines.stores import SEEDS_DIR as SEEDS
 from pipelines.stores import Settings, connect, warehouse_lock
 
-# an organisation's folder name: a kind of list, or a provider code (never a path)
-ORGANISATION = re.compile(r"[A-Za-z0-9]{1,20}")
 KINDS = ("health", "housing", "schools")  # any other organisation is a provider
 
 SECTIONS = ("NEW", "DUE_THIS_WEEK", "BACKLOG")
@@ -61,9 +65,10 @@ URGENCY_ASCENDING = [True, True, False, True]
 COMMON_COLUMNS = ["alert_id", "section", "rule_code", "band", "due_date", "days_overdue",
                   "reason", "next_step", "is_referral", "contact_attempts",
                   "last_feedback_status"]
-FEEDBACK_COLUMNS = ["alert_id", "status", "note", "recorded_by", "recorded_at"]
-FEEDBACK_STATUSES = ("RESOLVED", "IN_PROGRESS", "UNABLE_TO_CONTACT", "NOT_APPLICABLE",
-                     "WRONG_PERSON")
+# the feedback template is the feedback feed's own columns, its statuses the feed's codes
+FEEDBACK_COLUMNS = FEEDBACK.columns
+FEEDBACK_STATUSES = tuple(sorted(next(f.codes or () for f in FEEDBACK.fields
+                                       if f.column == "status")))
 
 OPEN_ALERTS = """
 create or replace temp table open_alerts as
@@ -262,7 +267,7 @@ def organisations(vault: duckdb.DuckDBPyConnection) -> list[str]:
             "select distinct provider_code from raw.providers__services").fetchall()}
     found |= {o for (o,) in vault.execute(
         "select distinct assigned_organisation from open_alerts").fetchall()}
-    bad = sorted(o for o in found if not (o and ORGANISATION.fullmatch(o)))
+    bad = sorted(o for o in found if not (o and ORGANISATION_CODE.fullmatch(o)))
     if bad:
         raise ValueError(f"{len(bad)} organisation code(s) are not plain letters and digits; "
                          "no list is written under such a name")
@@ -325,8 +330,8 @@ def write_alert_lists(settings: Settings) -> dict[str, AgencyList]:
                 _log(vault, listing, f"alerts_{stamp}.csv")  # logged before it can be read
                 write_csv(listing.rows, folder / f"alerts_{stamp}.csv")
                 write_csv(feedback_template(listing), folder / f"alert_feedback_{stamp}.csv")
-                _atomic_text(folder / f"alerts_{stamp}.html", render_html(listing))
-                _atomic_text(folder / f"alerts_{stamp}.json",
+                atomic_text(folder / f"alerts_{stamp}.html", render_html(listing))
+                atomic_text(folder / f"alerts_{stamp}.json",
                              json.dumps(listing.summary(), indent=2))
                 written[organisation] = listing
         finally:
@@ -340,14 +345,6 @@ def feedback_template(listing: AgencyList) -> pd.DataFrame:
     for col in FEEDBACK_COLUMNS[1:]:
         frame[col] = ""
     return frame
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    """A partner never sees a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 def _text(value: object) -> str:
