@@ -86,7 +86,7 @@ def _in_child(target, *args) -> dict:
 def _link_city(landing: Path, data_dir: Path, keep) -> pd.DataFrame:
     """Ingest the person feeds whose files pass `keep`, link, return the crosswalk."""
     from linkage.run import run_linkage
-    from pipelines.feeds import ENROLLMENT, HEALTH, RESIDENTS, SERVICES
+    from pipelines.feeds import ENROLLMENT, HEALTH, RESIDENTS, SERVICES, person_records_sql
     from pipelines.ingest import ingest_feed, pending_files
     from pipelines.stores import Settings, connect, linkage_setting
 
@@ -98,7 +98,7 @@ def _link_city(landing: Path, data_dir: Path, keep) -> pd.DataFrame:
     with connect(settings.vault_path) as con:
         t = time.perf_counter()
         stats = run_linkage(con, data_dir / "linkage",
-                            linkage_setting("match_probability_threshold"))
+                            linkage_setting("match_probability_threshold"), person_records_sql())
         stats["link_seconds"] = round(time.perf_counter() - t, 2)
         cw = con.execute("select source || ':' || record_key as unique_id, person_id "
                          "from linkage.person_crosswalk").df()

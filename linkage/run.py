@@ -23,42 +23,6 @@ import pandas as pd
 from linkage import standardise as S
 from linkage.constraints import record_feedback_cannot_links, stored_cannot_links
 
-# One row per person-record, the latest version of each (SQL over the vault's raw tables).
-RECORDS_SQL = """
-with health as (
-    select 'health' as source, test_id as record_key, pat_first_name as first_name,
-           pat_middle_name as middle_name, pat_last_name as last_name, pat_dob as dob,
-           pat_sex as sex, pat_address as street_line, null as unit, pat_zip as zip,
-           medicaid_id, patient_id
-    from raw.health__blood_lead
-    qualify row_number() over (partition by test_id
-                               order by reported_date desc, _extract_date desc, _line desc) = 1
-),
-residents as (
-    select 'housing', household_id || '-' || member_seq, first_name, null, last_name, dob,
-           null, address, unit, zip, null, null
-    from raw.housing__residents
-    qualify row_number() over (partition by household_id, member_seq
-                               order by _extract_date desc, _line desc) = 1
-),
-students as (
-    select 'schools', studentid, firstname, middlename, lastname, birthdate, gender,
-           homeaddress, null, zip, null, null
-    from raw.schools__enrollment
-    qualify row_number() over (partition by studentid order by _extract_date desc, _line desc) = 1
-),
-services as (
-    select 'providers', provider_code || '-' || record_id, client_first_name, null,
-           client_last_name, client_dob, client_gender, client_address, null, client_zip,
-           null, null
-    from raw.providers__services
-    qualify row_number() over (partition by provider_code, record_id
-                               order by _extract_date desc, _line desc) = 1
-)
-select * from health union all select * from residents
-union all select * from students union all select * from services
-"""
-
 
 def standardise_records(raw: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({"source": raw["source"], "record_key": raw["record_key"]})
@@ -138,17 +102,20 @@ def new_person_id(taken: set[str]) -> str:
 
 
 def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: float,
-                retrain: bool = False) -> dict[str, int]:
+                records_sql: str, retrain: bool = False) -> dict[str, int]:
     """Relink every person-record in the vault; returns counts (never identities).
 
-    `threshold` is the match probability at which two records are one person (the caller
-    reads it from seeds/linkage_settings.csv: linkage is a library and reads no settings)."""
+    `threshold` is the match probability at which two records are one person, and
+    `records_sql` selects one row per person-record in the roles linkage reads (source,
+    record_key, first_name, middle_name, last_name, dob, sex, street_line, unit, zip,
+    medicaid_id, patient_id). The caller derives both from its declarations and seeds: linkage
+    is a library and reads neither."""
     from linkage.model import MODEL_FILE, train_and_cluster
 
     con.execute("create schema if not exists linkage")
     con.execute("create table if not exists linkage.run_stats (run_at timestamp, records integer,"
                 " persons integer, linked_share double, largest_cluster integer)")
-    raw = con.execute(RECORDS_SQL).df()
+    raw = con.execute(records_sql).df()
     records = standardise_records(raw)
     new_cannot = record_feedback_cannot_links(con)
     cannot = stored_cannot_links(con)

@@ -98,6 +98,24 @@ def _pii(column: str) -> Field:
     return Field(column, pii=True)
 
 
+# What linkage reads of a person-record, in this order; a feed maps the roles it has.
+PERSON_ROLES = ("first_name", "middle_name", "last_name", "dob", "sex", "street_line", "unit",
+                "zip", "medicaid_id", "patient_id")
+
+
+@dataclass(frozen=True)
+class PersonRecord:
+    """How a feed's rows describe a person: its linkage source, the columns of its record key
+    (joined with '-', the one rule every stage uses) and which column plays each role."""
+
+    source: str
+    key: tuple[str, ...]
+    roles: tuple[tuple[str, str], ...]  # (role, column)
+
+    def column(self, role: str) -> str | None:
+        return dict(self.roles).get(role)
+
+
 @dataclass(frozen=True)
 class Feed:
     name: str  # vault table raw.<name>, Dagster asset raw_<name>
@@ -117,6 +135,8 @@ class Feed:
     # caseworkers' answers to their lists: checked against what was sent to that organisation,
     # and dated by the day they arrived
     answers_lists: bool = False
+    person: PersonRecord | None = None  # a person-bearing feed: its rows are linked
+    reported: str | None = None  # semantics latest_reported: the column that orders versions
 
     @property
     def dated_by_arrival(self) -> bool:
@@ -128,6 +148,21 @@ class Feed:
 
     def match(self, relative_path: str) -> re.Match[str] | None:
         return self.pattern.fullmatch(relative_path)
+
+    def record_key_sql(self, alias: str) -> str:
+        """The SQL of a row's record key (the crosswalk's `record_key`)."""
+        assert self.person is not None, f"{self.name} is not person-bearing"
+        return " || '-' || ".join(f"{alias}.{c.lower()}" for c in self.person.key)
+
+    def latest_version_sql(self, alias: str | None = None) -> str:
+        """The `qualify` that keeps each record's latest version, from the feed's semantics:
+        the latest report wins (`latest_reported`), else the latest extract, then the last line."""
+        a = f"{alias}." if alias else ""
+        keys = self.person.key if self.person else self.key
+        order = ([f"{a}{self.reported.lower()} desc"] if self.semantics == "latest_reported"
+                 and self.reported else []) + [f"{a}_extract_date desc", f"{a}_line desc"]
+        return (f"qualify row_number() over (partition by "
+                f"{', '.join(a + c.lower() for c in keys)} order by {', '.join(order)}) = 1")
 
     def agency_of(self, relative_path: str) -> str:
         """The organisation a delivery is from (and whose outbox gets its receipt)."""
@@ -169,7 +204,12 @@ HEALTH = Feed(
         Field("ORDERING_PROVIDER"),
         _date("REPORTED_DATE", "us", required=True),
     ),
-    key=("TEST_ID",), semantics="latest_reported",
+    key=("TEST_ID",), semantics="latest_reported", reported="REPORTED_DATE",
+    person=PersonRecord("health", ("TEST_ID",), (
+        ("first_name", "PAT_FIRST_NAME"), ("middle_name", "PAT_MIDDLE_NAME"),
+        ("last_name", "PAT_LAST_NAME"), ("dob", "PAT_DOB"), ("sex", "PAT_SEX"),
+        ("street_line", "PAT_ADDRESS"), ("zip", "PAT_ZIP"), ("medicaid_id", "MEDICAID_ID"),
+        ("patient_id", "PATIENT_ID"))),
 )
 
 INSPECTIONS = Feed(
@@ -209,6 +249,9 @@ RESIDENTS = Feed(
         _date("move_out_date", "iso", past_only=False),
     ),
     key=("household_id", "member_seq"), semantics="snapshot",
+    person=PersonRecord("housing", ("household_id", "member_seq"), (
+        ("first_name", "first_name"), ("last_name", "last_name"), ("dob", "dob"),
+        ("street_line", "address"), ("unit", "unit"), ("zip", "zip"))),
 )
 
 ENROLLMENT = Feed(
@@ -235,6 +278,10 @@ ENROLLMENT = Feed(
         _pii("GuardianName"),
     ),
     key=("StudentID",), semantics="snapshot",
+    person=PersonRecord("schools", ("StudentID",), (
+        ("first_name", "FirstName"), ("middle_name", "MiddleName"), ("last_name", "LastName"),
+        ("dob", "BirthDate"), ("sex", "Gender"), ("street_line", "HomeAddress"),
+        ("zip", "Zip"))),
 )
 
 SERVICES = Feed(
@@ -258,6 +305,10 @@ SERVICES = Feed(
     ),
     key=("provider_code", "record_id"), semantics="incremental",
     org_group=1, org_field="provider_code",
+    person=PersonRecord("providers", ("provider_code", "record_id"), (
+        ("first_name", "client_first_name"), ("last_name", "client_last_name"),
+        ("dob", "client_dob"), ("sex", "client_gender"), ("street_line", "client_address"),
+        ("zip", "client_zip"))),
 )
 
 CONTRACTS = Feed(
@@ -332,3 +383,31 @@ def typed_row(feed: Feed, parsed: dict[str, Any]) -> dict[str, Any]:
             row[f.column], row[f"{f.column}_VALUE"], row[f"{f.column}_CENSORED"] = (
                 text, r.value, r.censored)
     return row
+
+
+def person_feeds(feeds: tuple[Feed, ...] = FEEDS) -> list[Feed]:
+    """The feeds whose rows are person-records (the data lab's requests are looked up, never
+    linked)."""
+    return [f for f in feeds if f.person is not None and f.store == "vault"]
+
+
+def person_records_sql(feeds: tuple[Feed, ...] = FEEDS) -> str:
+    """One row per person-record, the latest version of each, in the roles linkage reads:
+    derived from the declarations, so a new person-bearing feed is linked without more code."""
+    parts = []
+    for feed in person_feeds(feeds):
+        assert feed.person is not None
+        types = dict(vault_columns(feed))
+        roles = []
+        for role in PERSON_ROLES:
+            col = feed.person.column(role)
+            kind = "DATE" if role == "dob" else "VARCHAR"
+            roles.append(f"r.{col.lower()}" if col and types.get(col) == kind
+                         else f"cast(r.{col.lower()} as {kind})" if col
+                         else f"cast(null as {kind})")
+        parts.append(
+            f"select '{feed.person.source}' as source, {feed.record_key_sql('r')} as record_key, "
+            + ", ".join(f"{expr} as {role}" for expr, role in zip(roles, PERSON_ROLES, strict=True))
+            + f"\nfrom raw.{feed.name} as r\n{feed.latest_version_sql('r')}")
+    return ("select * from (\n" + "\nunion all\n".join(f"({q})" for q in parts)
+            + "\n) order by source, record_key")

@@ -101,7 +101,7 @@ SOURCES: dict[str, str] = {
         select a.alert_id, {_contract_columns('r', RESIDENTS)}
         from org_alerts as a
         join linkage.person_crosswalk as x on x.person_id = a.person_id and x.source = 'housing'
-        join raw.housing__residents as r on x.record_key = r.household_id || '-' || r.member_seq
+        join raw.housing__residents as r on x.record_key = {RESIDENTS.record_key_sql('r')}
         qualify row_number() over (partition by a.alert_id
                                    order by r._extract_date desc, r._line desc) = 1""",
     "school_student": f"""
@@ -115,7 +115,7 @@ SOURCES: dict[str, str] = {
         from org_alerts as a
         join linkage.person_crosswalk as x on x.person_id = a.person_id and x.source = 'providers'
         join raw.providers__services as s
-          on x.record_key = s.provider_code || '-' || s.record_id
+          on x.record_key = {SERVICES.record_key_sql('s')}
          and s.provider_code = $organisation
         qualify row_number() over (partition by a.alert_id
                                    order by s.service_date desc, s._extract_date desc,
@@ -127,7 +127,7 @@ SOURCES: dict[str, str] = {
                t.pat_zip as referral_zip, t.guardian_name as referral_guardian
         from org_alerts as a join latest_tests as t on t.test_id = a.evidence_test_id
         where a.is_referral""",
-    "dwelling": """
+    "dwelling": f"""
         with on_test as (
             select a.alert_id, a.person_id, a.episode_date,
                    nullif(trim(t.pat_address), '') as line, t.pat_zip as zip
@@ -137,16 +137,16 @@ SOURCES: dict[str, str] = {
             select x.person_id, r.address || coalesce(' #' || nullif(trim(r.unit), ''), '')
                    as line, r.zip, r._extract_date as seen, 'housing roster' as found_in
             from linkage.person_crosswalk as x join raw.housing__residents as r
-              on x.source = 'housing' and x.record_key = r.household_id || '-' || r.member_seq
+              on x.source = 'housing' and x.record_key = {RESIDENTS.record_key_sql('r')}
             union all
             select x.person_id, e.homeaddress, e.zip, e._extract_date, 'school roster'
             from linkage.person_crosswalk as x join raw.schools__enrollment as e
-              on x.source = 'schools' and x.record_key = e.studentid
+              on x.source = 'schools' and x.record_key = {ENROLLMENT.record_key_sql('e')}
             union all
             select x.person_id, s.client_address, s.client_zip, s.service_date,
                    'a provider''s record'
             from linkage.person_crosswalk as x join raw.providers__services as s
-              on x.source = 'providers' and x.record_key = s.provider_code || '-' || s.record_id
+              on x.source = 'providers' and x.record_key = {SERVICES.record_key_sql('s')}
         ),
         nearest as (
             select t.alert_id, o.line, o.zip, o.found_in, o.seen

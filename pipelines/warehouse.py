@@ -18,6 +18,7 @@ import duckdb
 import pandas as pd
 
 from linkage.standardise import address_key, std_address, std_zip
+from pipelines.feeds import RESIDENTS, SERVICES
 from pipelines.keys import anchor_salt, check_key
 
 SRC_TABLES = ("health_tests", "housing_inspections", "housing_residents", "schools_enrollment",
@@ -49,12 +50,12 @@ select inspection_id, address, unit, zip, inspection_date, inspection_type, trig
 from raw.housing__inspections
 """
 
-RESIDENTS_SQL = """
+RESIDENTS_SQL = f"""
 select r.household_id, x.person_id, r.relationship, r.address, r.unit, r.zip,
        r.move_out_date, r._extract_date as snapshot_date
 from raw.housing__residents r
 join linkage.person_crosswalk x
-  on x.source = 'housing' and x.record_key = r.household_id || '-' || r.member_seq
+  on x.source = 'housing' and x.record_key = {RESIDENTS.record_key_sql('r')}
 """
 
 ENROLLMENT_SQL = """
@@ -66,13 +67,13 @@ from raw.schools__enrollment e
 join linkage.person_crosswalk x on x.source = 'schools' and x.record_key = e.studentid
 """
 
-SERVICES_SQL = """
-select s.provider_code || '-' || s.record_id as record_key, x.person_id, s.provider_code,
+SERVICES_SQL = f"""
+select {SERVICES.record_key_sql('s')} as record_key, x.person_id, s.provider_code,
        s.contract_id, s.service_code, s.service_date, s.outcome_code,
        s._extract_date as extract_date
 from raw.providers__services s
 join linkage.person_crosswalk x
-  on x.source = 'providers' and x.record_key = s.provider_code || '-' || s.record_id
+  on x.source = 'providers' and x.record_key = {SERVICES.record_key_sql('s')}
 """
 
 # Feedback without its free-text note or the staff id: the warehouse needs only what closes an

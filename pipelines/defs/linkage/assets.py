@@ -5,12 +5,11 @@ import dagster as dg
 
 from linkage.run import run_linkage
 from pipelines.defs.resources import PlumblineSettings
+from pipelines.feeds import FEEDS, person_feeds, person_records_sql
 from pipelines.stores import connect, linkage_setting
 
-PERSON_FEEDS = ["raw_health__blood_lead", "raw_housing__residents", "raw_schools__enrollment",
-                "raw_providers__services",
-                # WRONG_PERSON answers become cannot-links
-                "raw_feedback__alert_feedback"]
+# every person-bearing feed, and the feedback whose WRONG_PERSON answers become cannot-links
+PERSON_FEEDS = [f"raw_{f.name}" for f in FEEDS if f in person_feeds() or f.answers_lists]
 
 
 class LinkageConfig(dg.Config):
@@ -45,7 +44,7 @@ def person_crosswalk(context: dg.AssetExecutionContext, config: LinkageConfig,
     with connect(settings.vault_path) as vault:
         stats = run_linkage(vault, settings.linkage_dir,
                             linkage_setting("match_probability_threshold"),
-                            retrain=config.retrain)
+                            person_records_sql(), retrain=config.retrain)
     context.log.info(
         f"linked {stats['records']} records into {stats['persons']} persons "
         f"({stats['new_person_ids']} new ids, largest cluster {stats['largest_cluster']})")
