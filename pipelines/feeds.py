@@ -111,6 +111,8 @@ class PersonRecord:
     source: str
     key: tuple[str, ...]
     roles: tuple[tuple[str, str], ...]  # (role, column)
+    described_as: str = ""  # in words, where a list says an address came from ("school roster")
+    dated_by: str | None = None  # the column dating what a row says (default: its extract)
 
     def column(self, role: str) -> str | None:
         return dict(self.roles).get(role)
@@ -209,7 +211,7 @@ HEALTH = Feed(
         ("first_name", "PAT_FIRST_NAME"), ("middle_name", "PAT_MIDDLE_NAME"),
         ("last_name", "PAT_LAST_NAME"), ("dob", "PAT_DOB"), ("sex", "PAT_SEX"),
         ("street_line", "PAT_ADDRESS"), ("zip", "PAT_ZIP"), ("medicaid_id", "MEDICAID_ID"),
-        ("patient_id", "PATIENT_ID"))),
+        ("patient_id", "PATIENT_ID")), described_as="a blood lead test"),
 )
 
 INSPECTIONS = Feed(
@@ -251,7 +253,8 @@ RESIDENTS = Feed(
     key=("household_id", "member_seq"), semantics="snapshot",
     person=PersonRecord("housing", ("household_id", "member_seq"), (
         ("first_name", "first_name"), ("last_name", "last_name"), ("dob", "dob"),
-        ("street_line", "address"), ("unit", "unit"), ("zip", "zip"))),
+        ("street_line", "address"), ("unit", "unit"), ("zip", "zip")),
+        described_as="housing roster"),
 )
 
 ENROLLMENT = Feed(
@@ -281,7 +284,7 @@ ENROLLMENT = Feed(
     person=PersonRecord("schools", ("StudentID",), (
         ("first_name", "FirstName"), ("middle_name", "MiddleName"), ("last_name", "LastName"),
         ("dob", "BirthDate"), ("sex", "Gender"), ("street_line", "HomeAddress"),
-        ("zip", "Zip"))),
+        ("zip", "Zip")), described_as="school roster"),
 )
 
 SERVICES = Feed(
@@ -308,7 +311,7 @@ SERVICES = Feed(
     person=PersonRecord("providers", ("provider_code", "record_id"), (
         ("first_name", "client_first_name"), ("last_name", "client_last_name"),
         ("dob", "client_dob"), ("sex", "client_gender"), ("street_line", "client_address"),
-        ("zip", "client_zip"))),
+        ("zip", "client_zip")), described_as="a provider's record", dated_by="service_date"),
 )
 
 CONTRACTS = Feed(

@@ -329,6 +329,8 @@ def ingest_feed(settings: Settings, feed: Feed, only: list[str] | None = None) -
         files = [p for p in files if p.relative_to(settings.landing).as_posix() in wanted]
     with connect(settings.vault_path) as con:
         ensure_vault(con)
+        if feed.store == "vault":
+            con.execute(raw_table_ddl(feed))  # a feed declared after the vault was made
         owed_receipts(con, settings, feed)
         for path in files:
             relative = path.relative_to(settings.landing).as_posix()

@@ -41,11 +41,13 @@ from pipelines.csvsafe import atomic_text, write_csv
 from pipelines.feeds import (
     ENROLLMENT,
     FEEDBACK,
+    FEEDS,
     HEALTH,
     ORGANISATION_CODE,
     RESIDENTS,
     SERVICES,
     Feed,
+    person_feeds,
 )
 from pipelines.freshness import stale_by_agency
 from pipelines.stores import SEEDS_DIR as SEEDS
@@ -70,7 +72,7 @@ FEEDBACK_COLUMNS = FEEDBACK.columns
 FEEDBACK_STATUSES = tuple(sorted(next(f.codes or () for f in FEEDBACK.fields
                                        if f.column == "status")))
 
-OPEN_ALERTS = """
+OPEN_ALERTS = f"""
 create or replace temp table open_alerts as
 select a.*, p.record_key as evidence_test_id, s.record_key as evidence_student_id
 from wh.marts.lead_alerts as a
@@ -82,8 +84,7 @@ where a.status = 'OPEN';
 
 create or replace temp table latest_tests as
 select * from raw.health__blood_lead
-qualify row_number() over (partition by test_id
-                           order by reported_date desc, _extract_date desc, _line desc) = 1;
+{HEALTH.latest_version_sql()};
 """
 
 
@@ -92,8 +93,36 @@ def _contract_columns(alias: str, feed: Feed) -> str:
     return ", ".join(f'{alias}.{c.lower()} as "{c}"' for c in feed.columns)
 
 
-# Each source: (alert_id, columns...) for the alerts in org_alerts (one organisation's).
-SOURCES: dict[str, str] = {
+def _elsewhere(feeds: tuple[Feed, ...]) -> str:
+    """The child's street line in every other person-bearing feed, dated: where the home to
+    inspect comes from when the confirming test has none (from the declarations, so a new
+    feed's addresses count too)."""
+    parts = []
+    for feed in person_feeds(feeds):
+        p = feed.person
+        assert p is not None
+        line, unit, zip_ = (p.column(r) for r in ("street_line", "unit", "zip"))
+        if feed is HEALTH or not line:
+            continue
+        text = f"r.{line.lower()}" + (
+            f" || coalesce(' #' || nullif(trim(r.{unit.lower()}), ''), '')" if unit else "")
+        seen = f"r.{(p.dated_by or '_extract_date').lower()}"
+        label = (p.described_as or feed.name).replace("'", "''")
+        parts.append(
+            f"            select x.person_id, {text} as line, "
+            f"{'r.' + zip_.lower() if zip_ else 'null'} as zip, {seen} as seen, "
+            f"'{label}' as found_in\n"
+            f"            from linkage.person_crosswalk as x join raw.{feed.name} as r\n"
+            f"              on x.source = '{p.source}' and x.record_key = "
+            f"{feed.record_key_sql('r')}")
+    return "\n            union all\n".join(parts) or (
+        "            select null as person_id, null as line, null as zip, "
+        "null::date as seen, null as found_in where false")
+
+
+def list_sources(feeds: tuple[Feed, ...] = FEEDS) -> dict[str, str]:
+    """Each source: (alert_id, columns...) for the alerts in org_alerts (one organisation's)."""
+    return {
     "health_test": f"""
         select a.alert_id, {_contract_columns('t', HEALTH)}
         from org_alerts as a join latest_tests as t on t.test_id = a.evidence_test_id""",
@@ -134,19 +163,7 @@ SOURCES: dict[str, str] = {
             from org_alerts as a left join latest_tests as t on t.test_id = a.evidence_test_id
         ),
         elsewhere as (
-            select x.person_id, r.address || coalesce(' #' || nullif(trim(r.unit), ''), '')
-                   as line, r.zip, r._extract_date as seen, 'housing roster' as found_in
-            from linkage.person_crosswalk as x join raw.housing__residents as r
-              on x.source = 'housing' and x.record_key = {RESIDENTS.record_key_sql('r')}
-            union all
-            select x.person_id, e.homeaddress, e.zip, e._extract_date, 'school roster'
-            from linkage.person_crosswalk as x join raw.schools__enrollment as e
-              on x.source = 'schools' and x.record_key = {ENROLLMENT.record_key_sql('e')}
-            union all
-            select x.person_id, s.client_address, s.client_zip, s.service_date,
-                   'a provider''s record'
-            from linkage.person_crosswalk as x join raw.providers__services as s
-              on x.source = 'providers' and x.record_key = {SERVICES.record_key_sql('s')}
+{_elsewhere(feeds)}
         ),
         nearest as (
             select t.alert_id, o.line, o.zip, o.found_in, o.seen
@@ -167,7 +184,10 @@ SOURCES: dict[str, str] = {
                          || 'manager or the child''s doctor for the home address'
                end as address_from
         from on_test as t left join nearest as n using (alert_id)""",
-}
+    }
+
+
+SOURCES = list_sources()
 
 
 @dataclass(frozen=True)
@@ -211,11 +231,12 @@ def weekly_capacity(organisation: str) -> int:
     return caps.get(organisation, caps.get(agency_of(organisation), 0))
 
 
-def list_query(kind: str, columns: list[ListColumn]) -> str:
+def list_query(kind: str, columns: list[ListColumn], feeds: tuple[Feed, ...] = FEEDS) -> str:
     """The one templated query behind every list: the organisation's open alerts, joined to
     each source its seed rows name, showing those columns under their names."""
+    sql = list_sources(feeds)
     sources = list(dict.fromkeys(c.source for c in columns))
-    joins = "\n".join(f"left join ({SOURCES[s]}) as src_{s} using (alert_id)" for s in sources)
+    joins = "\n".join(f"left join ({sql[s]}) as src_{s} using (alert_id)" for s in sources)
     picked = ", ".join(f'src_{c.source}."{c.column}"' for c in columns)
     return f"""
         select a.alert_id, a.rule_code, a.band, a.due_date, a.days_overdue, a.reason,
@@ -299,8 +320,10 @@ def triage(frame: pd.DataFrame, listed_before: set[str]) -> pd.DataFrame:
     return frame.sort_values(URGENCY, ascending=URGENCY_ASCENDING).reset_index(drop=True)
 
 
-def write_alert_lists(settings: Settings) -> dict[str, AgencyList]:
-    """Write each organisation's list, page, summary and feedback template."""
+def write_alert_lists(settings: Settings, feeds: tuple[Feed, ...] = FEEDS
+                      ) -> dict[str, AgencyList]:
+    """Write each organisation's list, page, summary and feedback template (`feeds`: the
+    contract registry the lists describe children from)."""
     stamp = settings.as_of.strftime("%Y%m%d")
     by_kind = list_columns()
     written: dict[str, AgencyList] = {}
@@ -314,7 +337,7 @@ def write_alert_lists(settings: Settings) -> dict[str, AgencyList]:
                 columns = by_kind.get(kind, [])
                 vault.execute("create or replace temp table org_alerts as select * from "
                               "open_alerts where assigned_organisation = ?", [organisation])
-                frame = vault.execute(list_query(kind, columns),
+                frame = vault.execute(list_query(kind, columns, feeds),
                                       {"organisation": organisation}
                                       if "provider_client" in {c.source for c in columns}
                                       else None).df()

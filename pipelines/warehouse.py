@@ -18,7 +18,7 @@ import duckdb
 import pandas as pd
 
 from linkage.standardise import address_key, std_address, std_zip
-from pipelines.feeds import RESIDENTS, SERVICES
+from pipelines.feeds import FEEDS, RESIDENTS, SERVICES, Feed, person_feeds, vault_columns
 from pipelines.keys import anchor_salt, check_key
 
 SRC_TABLES = ("health_tests", "housing_inspections", "housing_residents", "schools_enrollment",
@@ -105,7 +105,31 @@ def _dwelling(frame: pd.DataFrame, key: bytes, line: str, unit: str | None, zip_
     return frame
 
 
-def build_sources(vault: duckdb.DuckDBPyConnection, key: bytes) -> dict[str, pd.DataFrame]:
+# the feeds whose src tables are written out above (ages, dwellings, typed pseudonyms); any
+# other person-bearing feed gets a src table derived from its declaration (declared_source)
+HAND_WRITTEN = {"health__blood_lead", "housing__residents", "schools__enrollment",
+                "providers__services"}
+
+
+def declared_source(vault: duckdb.DuckDBPyConnection, key: bytes, feed: Feed) -> pd.DataFrame:
+    """A person-bearing feed's pseudonymous source from its declaration alone: every field not
+    flagged `pii`, the person_id, the extract date, and the record as a keyed pseudonym."""
+    assert feed.person is not None
+    kept = [c.lower() for c, _ in vault_columns(feed)
+            if not next((f.pii for f in feed.fields if f.column == c), False)
+            and c not in feed.person.key]
+    frame = vault.execute(
+        f"select {feed.record_key_sql('r')} as record_key, x.person_id, "
+        + "".join(f"r.{c}, " for c in kept)
+        + f"r._extract_date as extract_date from raw.{feed.name} as r "
+        f"join linkage.person_crosswalk as x on x.source = '{feed.person.source}' "
+        f"and x.record_key = {feed.record_key_sql('r')}").df()
+    frame.insert(0, "record_pseudonym", _pseudo(key, feed.name, frame.pop("record_key")))
+    return frame
+
+
+def build_sources(vault: duckdb.DuckDBPyConnection, key: bytes,
+                  feeds: tuple[Feed, ...] = FEEDS) -> dict[str, pd.DataFrame]:
     """Read the vault and return the pseudonymous src tables (nothing identifiable left)."""
     check_key(vault, key)  # a run with another key stops here, before any pseudonym changes
     health = vault.execute(HEALTH_SQL).df()
@@ -144,9 +168,11 @@ def build_sources(vault: duckdb.DuckDBPyConnection, key: bytes) -> dict[str, pd.
     vault.register("pmap", pd.DataFrame(rows, columns=["kind", "pseudonym", "record_key"]))
     vault.execute("create or replace table linkage.record_pseudonyms as select * from pmap")
     vault.unregister("pmap")
+    declared = {f.name: declared_source(vault, key, f) for f in person_feeds(feeds)
+                if f.name not in HAND_WRITTEN}
     return {"health_tests": health, "housing_inspections": insp, "housing_residents": res,
             "schools_enrollment": enr, "provider_services": svc, "provider_contracts": contracts,
-            "alert_feedback": feedback, "persons": persons}
+            "alert_feedback": feedback, "persons": persons, **declared}
 
 
 def write_sources(warehouse: duckdb.DuckDBPyConnection, tables: dict[str, pd.DataFrame]) -> None:
