@@ -52,6 +52,7 @@ from pipelines.feeds import (
 from pipelines.freshness import stale_by_agency
 from pipelines.stores import SEEDS_DIR as SEEDS
 from pipelines.stores import Settings, connect, warehouse_lock
+from pipelines.warehouse import pseudonym
 
 KINDS = ("health", "housing", "schools")  # any other organisation is a provider
 
@@ -76,9 +77,9 @@ OPEN_ALERTS = f"""
 create or replace temp table open_alerts as
 select a.*, p.record_key as evidence_test_id, s.record_key as evidence_student_id
 from wh.marts.lead_alerts as a
-left join linkage.record_pseudonyms as p
+left join record_map as p
   on p.kind = 'test' and p.pseudonym = a.evidence_test_key
-left join linkage.record_pseudonyms as s
+left join record_map as s
   on s.kind = 'student' and s.pseudonym = a.evidence_student_key
 where a.status = 'OPEN';
 
@@ -330,6 +331,7 @@ def write_alert_lists(settings: Settings, feeds: tuple[Feed, ...] = FEEDS
     with warehouse_lock(settings.data_dir), connect(settings.vault_path) as vault:
         vault.execute(f"attach '{settings.warehouse_path}' as wh (read_only)")
         try:
+            record_map(vault, settings.pseudonym_key)
             vault.execute(OPEN_ALERTS)
             stale = stale_by_agency(vault, settings.as_of)
             for organisation in organisations(vault):
@@ -360,6 +362,21 @@ def write_alert_lists(settings: Settings, feeds: tuple[Feed, ...] = FEEDS
         finally:
             vault.execute("detach wh")
     return written
+
+
+def record_map(vault: duckdb.DuckDBPyConnection, key: bytes) -> None:
+    """The pseudonym -> record map the lists need (tests, students), recomputed from the vault
+    with the key at the moment a list is written, into a temporary table: it is never stored."""
+    kinds = (("test", "test_id", "health__blood_lead"),
+             ("student", "studentid", "schools__enrollment"))
+    rows = [(kind, pseudonym(key, kind, value), value)
+            for kind, column, table in kinds
+            for (value,) in vault.execute(f"select distinct {column} from raw.{table}").fetchall()]
+    vault.register("record_map_rows", pd.DataFrame(
+        rows, columns=["kind", "pseudonym", "record_key"], dtype="object"))
+    vault.execute("create or replace temp table record_map as select * from record_map_rows")
+    vault.unregister("record_map_rows")
+    vault.execute("drop table if exists linkage.record_pseudonyms")  # stored by old releases
 
 
 def feedback_template(listing: AgencyList) -> pd.DataFrame:

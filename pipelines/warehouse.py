@@ -3,7 +3,8 @@
 Each `src.*` table is built from the vault and carries no names, street lines, full birth
 dates or partner record ids: people appear by `person_id`, records and dwellings by keyed
 pseudonyms (HMAC-SHA256 with the pseudonym key), ages in months. The pseudonym -> record map
-stays in the vault (`linkage.record_pseudonyms`), so only the outbox can re-identify.
+is never written down: the outbox recomputes it from the vault when it writes a list, so only
+the outbox can re-identify.
 
 Every version a partner sent is kept (with its reported or extract date), so dbt can apply the
 feeds' semantics (latest report wins) as of any date.
@@ -133,14 +134,12 @@ def build_sources(vault: duckdb.DuckDBPyConnection, key: bytes,
     """Read the vault and return the pseudonymous src tables (nothing identifiable left)."""
     check_key(vault, key)  # a run with another key stops here, before any pseudonym changes
     health = vault.execute(HEALTH_SQL).df()
-    record_map = [("test", health["test_id"].drop_duplicates())]
     # the episode anchor alert ids are built on: unchanged when the key is rotated
     health["test_uid"] = _pseudo(anchor_salt(vault), "test-anchor", health["test_id"])
     health["test_key"] = _pseudo(key, "test", health.pop("test_id"))
     health = _dwelling(health, key, "pat_address", None, "pat_zip")
 
     insp = vault.execute(INSPECTIONS_SQL).df()
-    record_map.append(("inspection", insp["inspection_id"].drop_duplicates()))
     insp["inspection_key"] = _pseudo(key, "inspection", insp.pop("inspection_id"))
     insp = _dwelling(insp, key, "address", "unit", "zip")
 
@@ -149,12 +148,10 @@ def build_sources(vault: duckdb.DuckDBPyConnection, key: bytes,
     res = _dwelling(res, key, "address", "unit", "zip")
 
     enr = vault.execute(ENROLLMENT_SQL).df()
-    record_map.append(("student", enr["studentid"].drop_duplicates()))
     enr["student_key"] = _pseudo(key, "student", enr.pop("studentid"))
     enr["zip5"] = [std_zip(z) for z in enr.pop("zip")]
 
     svc = vault.execute(SERVICES_SQL).df()
-    record_map.append(("service", svc["record_key"].drop_duplicates()))
     svc["service_key"] = _pseudo(key, "service", svc.pop("record_key"))
 
     contracts = vault.execute(CONTRACTS_SQL).df()
@@ -162,12 +159,6 @@ def build_sources(vault: duckdb.DuckDBPyConnection, key: bytes,
     # the data lab matches on sex; the birth date stays in the vault (ages come in months)
     persons = vault.execute("select person_id, sex from linkage.persons").df()
 
-    # the re-identification map stays in the vault
-    rows = [(kind, pseudonym(key, kind, v), v) for kind, values in record_map for v in values]
-    vault.execute("create schema if not exists linkage")
-    vault.register("pmap", pd.DataFrame(rows, columns=["kind", "pseudonym", "record_key"]))
-    vault.execute("create or replace table linkage.record_pseudonyms as select * from pmap")
-    vault.unregister("pmap")
     declared = {f.name: declared_source(vault, key, f) for f in person_feeds(feeds)
                 if f.name not in HAND_WRITTEN}
     return {"health_tests": health, "housing_inspections": insp, "housing_residents": res,

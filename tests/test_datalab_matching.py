@@ -142,8 +142,9 @@ def test_a_report_with_figures_prints_on_one_page_with_its_sentences(tmp_path) -
     for outcome, evts in zip(M.outcome_definitions(), (events, events.iloc[::2],
                                                        events.iloc[::3], events.iloc[:3]),
                              strict=True):
-        outcome = dict(FOLLOW_UP, outcome_id=outcome["outcome_id"], label=outcome["label"])
-        windows = M.pair_windows(pop, pairs, outcome, RULES)
+        # each outcome's own window (a band's window of a rule where the seed says so)
+        rules = RULES.assign(rule_code=outcome.get("window_rule") or "R")
+        windows = M.pair_windows(pop, pairs, outcome, rules)
         results.append(M.estimate(windows, evts, AS_OF, outcome, cfg, 11))
     assert [r.call for r in results].count("suppressed") == 1
     figures, headline = verdict(len(pairs), bal, cfg, 11)

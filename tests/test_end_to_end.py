@@ -256,5 +256,13 @@ def test_policy_marts_publish_no_small_cell(pipeline_run: Run) -> None:
     by_zip = warehouse(pipeline_run, "select * from marts.policy_lead_followup_by_zip")
     assert (by_zip.zip5 == TOTAL).any()
     # every ZIP row of a month adds up to its city row where nothing is hidden
+    compared = 0
+    for _, rows in by_zip.groupby("month"):
+        city, zips = rows[rows.zip5 == TOTAL], rows[rows.zip5 != TOTAL]
+        for m in ("children_tested", "children_elevated", "children_confirmed", *followups):
+            if zips[m].notna().all() and city[m].notna().all():
+                assert int(zips[m].sum()) == int(city[m].iloc[0]), m
+                compared += 1
+    assert compared > 0
     agencies = warehouse(pipeline_run, "select distinct agency from marts.agency_timeliness_monthly")
     assert set(agencies.agency) <= {"health", "housing", "schools", "providers"}

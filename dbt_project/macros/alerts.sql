@@ -8,6 +8,14 @@
 )
 {%- endmacro %}
 
+{#- The columns every rule model closes with, in one vocabulary: became_alert, window_complete
+    and step_in_time (the step came by the due date). -#}
+{% macro rule_outcome_columns() -%}
+{{ became_alert() }} as became_alert,
+    {{ window_complete() }} as window_complete,
+    coalesce(step_date <= due_date, false) as step_in_time
+{%- endmacro %}
+
 {#- The episode's window has run its course, so its timeliness can be counted: the due date
     has passed, and no newer episode replaced it before it was due. -#}
 {% macro window_complete() -%}

@@ -40,7 +40,5 @@ select
     || episode_date || '; no case management or home visit has started, and band ' || band
     || ' calls for one within ' || window_days || ' days.' as reason_open,
     'case management started on ' || step_date as reason_step,
-    {{ became_alert() }} as became_alert,
-    {{ window_complete() }} as window_complete,
-    coalesce(step_date <= due_date, false) as step_in_time
+    {{ rule_outcome_columns() }}
 from episodes

@@ -54,7 +54,5 @@ select
     || episode_date || ' has had no venous confirmation; band ' || band
     || ' calls for one within ' || window_days || ' days.' as reason_open,
     'a venous test was recorded on ' || step_date as reason_step,
-    {{ became_alert() }} as became_alert,
-    {{ window_complete() }} as window_complete,
-    coalesce(step_date <= due_date, false) as step_in_time
+    {{ rule_outcome_columns() }}
 from episodes

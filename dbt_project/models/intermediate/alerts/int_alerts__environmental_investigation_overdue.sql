@@ -36,7 +36,5 @@ select
     || '; no lead risk assessment of this home is recorded, and band ' || band
     || ' calls for one within ' || window_days || ' days.' as reason_open,
     'a lead risk assessment of the home was recorded on ' || step_date as reason_step,
-    {{ became_alert() }} as became_alert,
-    {{ window_complete() }} as window_complete,
-    coalesce(step_date <= due_date, false) as step_in_time
+    {{ rule_outcome_columns() }}
 from episodes

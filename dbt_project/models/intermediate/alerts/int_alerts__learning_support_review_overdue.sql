@@ -121,7 +121,5 @@ select
     || 'a learning-support review is due within ' || window_days
     || ' days of the confirmation or school entry.' as reason_open,
     'an IEP or 504 plan appeared on the roster on ' || step_date as reason_step,
-    {{ became_alert() }} as became_alert,
-    {{ window_complete() }} as window_complete,
-    coalesce(step_date <= due_date, false) as step_in_time
+    {{ rule_outcome_columns() }}
 from episodes
