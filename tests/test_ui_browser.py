@@ -131,8 +131,8 @@ def test_indicators_page_and_an_agency_chart_render(ui: str, tmp_path) -> None:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page(viewport={"width": 1300, "height": 1400})
         for name, url in (("indicators.png", outbox / "public" / "index.html"),
-                          ("providers_personal_best.png",
-                           outbox / "providers" / "personal_best.html")):
+                          ("provider_personal_best.png",
+                           next(outbox.glob("[A-Z]*/personal_best.html")))):
             page.goto(url.as_uri())
             sizes = page.eval_on_selector_all(
                 "img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")

@@ -1,15 +1,40 @@
--- One row per agency and month: its follow-up steps that fell due that month (windows that ran
--- their course) and how many it took in time. Only the agency's own work; never compared with
--- another agency or broken down by worker.
+-- One row per organisation and month: its follow-up steps that fell due that month (windows
+-- that ran their course) and how many it took in time. An organisation is the one that owns
+-- such an alert: health, housing, schools, or the provider serving the child (each provider its
+-- own; a child no provider serves counts for the organisation the routing seed names). Only
+-- the organisation's own work; never compared with another or broken down by worker.
 with episodes as (
     {{ followup_episodes() }}
+),
+
+serving as (
+    select person_id, arg_max(provider_code, service_date) as provider_code
+    from {{ ref('int_provider_services') }}
+    group by person_id
+),
+
+owned as (
+    select
+        e.*,
+        case
+            when r.assigned_agency <> 'providers' then r.assigned_agency
+            else coalesce(s.provider_code, rt.route_to, 'health')
+        end as organisation
+    from episodes as e
+    inner join {{ ref('alert_rules') }} as r on r.rule_code = e.rule_code
+    left join serving as s on s.person_id = e.person_id
+    left join {{ ref('alert_routing') }} as rt
+        on rt.rule_code = e.rule_code and rt.band in (e.band, '*')
+    qualify row_number() over (
+        partition by e.rule_code, e.person_id, e.episode_date
+        order by (rt.band = e.band) desc nulls last
+    ) = 1
 )
 
 select
-    r.assigned_agency as agency,
-    strftime(date_trunc('month', e.due_date), '%Y-%m') as month,
+    organisation as agency,
+    strftime(date_trunc('month', due_date), '%Y-%m') as month,
     count(*) as steps_due,
-    count(*) filter (where e.step_in_time) as steps_in_time
-from episodes as e
-inner join {{ ref('alert_rules') }} as r on r.rule_code = e.rule_code
+    count(*) filter (where step_in_time) as steps_in_time
+from owned
 group by all
