@@ -125,3 +125,28 @@ def test_every_model_and_seed_is_documented() -> None:
     undocumented = [n["name"] for n in manifest["nodes"].values()
                     if n["resource_type"] in ("model", "seed") and not n["description"].strip()]
     assert undocumented == []
+
+
+def test_switching_the_schools_rule_off_removes_it_everywhere(pipeline_run: Run,
+                                                              tmp_path: Path) -> None:
+    def seen(data: Path) -> tuple[int, bool, bool]:
+        with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as con:
+            alerts = con.execute("select count(*) from marts.lead_alerts where rule_code = "
+                                 "'LEARNING_SUPPORT_REVIEW_OVERDUE'").fetchall()[0][0]
+            columns = {c for (c,) in con.execute(
+                "select column_name from information_schema.columns "
+                "where table_name = 'policy_lead_followup_by_band'").fetchall()}
+            schools = con.execute("select count(*) from marts.agency_timeliness_monthly "
+                                  "where agency = 'schools'").fetchall()[0][0]
+        return alerts, "learning_support_review_due" in columns, schools > 0
+
+    assert seen(pipeline_run.data_dir) == (seen(pipeline_run.data_dir)[0], True, True)
+    assert seen(pipeline_run.data_dir)[0] > 0
+    project, data = copy_project(tmp_path, pipeline_run)
+    rules = pd.read_csv(project.parent / "seeds" / "alert_rules.csv", dtype=str)
+    rules.loc[rules.rule_code == "LEARNING_SUPPORT_REVIEW_OVERDUE", "enabled"] = "false"
+    rules.to_csv(project.parent / "seeds" / "alert_rules.csv", index=False)
+    proc = dbt(project, data, "build", "--vars", f'{{as_of: "{AS_OF}"}}',
+               "--exclude", "resource_type:unit_test")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert seen(data) == (0, False, False)
