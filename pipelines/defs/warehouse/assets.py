@@ -101,7 +101,11 @@ def plumbline_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource,
     settings = plumbline.settings()
     dbt_vars = {"as_of": settings.as_of.isoformat()}
     with warehouse_lock(settings.data_dir):
-        events = list(dbt.cli(["build", "--vars", json.dumps(dbt_vars)], context=context).stream())
+        # unit tests check the SQL, not the data: CI runs them (tests/test_rules_as_data.py
+        # builds the project with them), production builds skip them
+        events = list(dbt.cli(["build", "--vars", json.dumps(dbt_vars),
+                               "--exclude", "resource_type:unit_test"],
+                              context=context).stream())
         # dbt is done with the file: each table's row count and every model's columns
         with connect(settings.warehouse_path, read_only=True) as wh:
             described = table_metadata(wh)
