@@ -228,11 +228,28 @@ Months with fewer than 11 steps due are not shown. Only your own figures appear 
     return folder / "personal_best.png"
 
 
+MONEY_COLUMNS = ("monthly_amount_usd", "cost_per_child_with_lower_next_test")
+
+
+def shown(column: str, value: object) -> str:
+    """A published figure as a reader expects it: suppressed as –, shares as percentages,
+    money as dollars, counts as whole numbers."""
+    if value is None or pd.isna(value):
+        return "–"
+    if column.startswith("share_"):
+        return f"{float(value):.0%}"
+    if column in MONEY_COLUMNS:
+        return f"${float(value):,.0f}"
+    if isinstance(value, float) and value.is_integer():
+        return f"{int(value):,}"
+    return str(value)
+
+
 def _table(frame: pd.DataFrame, columns: list[str]) -> str:
     head = "".join(f"<th>{html.escape(c.replace('_', ' '))}</th>" for c in columns)
     body = "".join(
-        "<tr>" + "".join(f"<td>{'–' if pd.isna(r[c]) else html.escape(str(r[c]))}</td>"
-                         for c in columns) + "</tr>" for _, r in frame.iterrows())
+        "<tr>" + "".join(f"<td>{html.escape(shown(c, r[c]))}</td>" for c in columns) + "</tr>"
+        for _, r in frame.iterrows())
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 

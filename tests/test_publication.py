@@ -140,7 +140,10 @@ def test_the_public_folder_stands_alone_and_passes_its_suppression_check(
 
     public = tmp_path / "public"
     shutil.copytree(pipeline_run.data_dir / "outbox" / "public", public)
-    links = re.findall(r'href="([^"]+)"', (public / "index.html").read_text())
+    page = (public / "index.html").read_text()
+    # shares as percentages and money as dollars, never raw decimals such as 0.576 or 28000.0
+    assert "$" in page and not re.search(r">\d+\.0<|>0\.\d+<", page)
+    links = re.findall(r'href="([^"]+)"', page)
     assert any("personal_best/" in link for link in links)
     for link in links:
         target = (public / link).resolve()
