@@ -29,6 +29,7 @@ import duckdb
 import matplotlib
 import pandas as pd
 
+from pipelines.csvsafe import write_csv
 from pipelines.stores import Settings, share, warehouse_lock
 from pipelines.suppression import FOLLOWUP_PAIRS
 
@@ -263,6 +264,14 @@ def write_index(settings: Settings, tables: dict[str, pd.DataFrame], package: Pa
     ax.set_title("Children tested for lead each month (city)")
     tested_png = figure_png(fig)
     latest = by_zip["month"].max() if len(by_zip) else ""
+    # every published table as a CSV beside the page (spreadsheet-safe), linked under its table
+    data_dir = settings.outbox / "public" / "data"
+    for name in PUBLISHED:
+        write_csv(tables[name], data_dir / f"{name}.csv")
+
+    def download(name: str) -> str:
+        return f'<p><a href="data/{name}.csv">Download the whole table (CSV)</a></p>'
+
     links = "".join(f'<li><a href="personal_best/{html.escape(a)}.html">{html.escape(a)}</a></li>'
                     for a in sorted(charts))
     page = f"""<!doctype html><html lang=en><head><meta charset=utf-8>
@@ -277,17 +286,22 @@ them be worked out. All figures are aggregate; no child can be identified here.<
 <img alt="children tested each month" src="data:image/png;base64,{base64.b64encode(tested_png).decode()}">
 {_table(city.tail(12), ["month", "children_tested", "children_elevated", "children_confirmed",
                         *(f"share_{in_time}" for _, in_time in FOLLOWUP_PAIRS)])}
+{download("policy_lead_followup_by_zip")}
 <h2>By ZIP, {html.escape(str(latest))}</h2>
 {_table(by_zip[by_zip["month"] == latest], ["zip5", "children_tested", "children_elevated",
                                               "children_confirmed"])}
+{download("policy_lead_followup_by_zip")}
 <h2>What each contract bought</h2>
 {_table(tables["contract_outcomes"].sort_values(["contract_id", "month"]).groupby("contract_id").tail(3),
         ["contract_id", "provider_name", "month", "monthly_amount_usd", "services",
          "children_served", "lead_referred_children", "case_management_in_time",
          "next_test_lower", "cost_per_child_with_lower_next_test"])}
+{download("contract_outcomes")}
 <h2>More</h2>
 <ul><li><a href="ocds/{package.name}">The contracts as open data (OCDS 1.1 release package)</a></li>
-<li>Each agency's own progress: <ul>{links}</ul></li>
+<li>Each organisation's own progress: <ul>{links}</ul></li>
+<li>Follow-up by band: <a href="data/policy_lead_followup_by_band.csv">CSV</a>; each
+organisation's timeliness by month: <a href="data/agency_timeliness_monthly.csv">CSV</a></li>
 <li>The data dictionary: run <code>dbt docs generate</code> in <code>dbt_project/</code> (see the README)</li></ul>
 </body></html>"""
     path = settings.outbox / "public" / "index.html"

@@ -145,6 +145,7 @@ def test_the_public_folder_stands_alone_and_passes_its_suppression_check(
     assert "$" in page and not re.search(r">\d+\.0<|>0\.\d+<", page)
     links = re.findall(r'href="([^"]+)"', page)
     assert any("personal_best/" in link for link in links)
+    assert {"data/policy_lead_followup_by_zip.csv", "data/contract_outcomes.csv"} <= set(links)
     for link in links:
         target = (public / link).resolve()
         assert public.resolve() in target.parents and target.is_file(), link
