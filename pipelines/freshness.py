@@ -13,6 +13,7 @@ from datetime import date
 import duckdb
 
 from pipelines.stores import SEEDS_DIR as SEEDS
+from pipelines.stores import has_table
 
 LAST_EXTRACT_SQL = """
 select feed, max(extract_date) as last_extract
@@ -47,10 +48,8 @@ class Freshness:
 
 
 def feed_freshness(vault: duckdb.DuckDBPyConnection, as_of: date) -> list[Freshness]:
-    has_ledger = vault.execute(
-        "select count(*) from information_schema.tables "
-        "where table_schema = 'ingest' and table_name = 'deliveries'").fetchall()[0][0]
-    last = dict(vault.execute(LAST_EXTRACT_SQL, [as_of]).fetchall()) if has_ledger else {}
+    last = (dict(vault.execute(LAST_EXTRACT_SQL, [as_of]).fetchall())
+            if has_table(vault, "ingest", "deliveries") else {})
     with open(SEEDS / "feed_cadence.csv", newline="") as fh:
         return [Freshness(r["feed"], int(r["cadence_days"]), int(r["grace_days"]),
                           last.get(r["feed"]), tuple(filter(None, r["used_by_agencies"]

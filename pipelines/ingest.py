@@ -28,7 +28,7 @@ from expectations.suites import validate
 from pipelines.feeds import FEEDS, Feed, typed_row, vault_columns
 from pipelines.landing import NotARegularFile, NotRead, deliverable_files, not_read, read_delivery
 from pipelines.parsing import BadValue
-from pipelines.stores import Settings, connect
+from pipelines.stores import Settings, connect, has_table
 
 FIELD_LIMIT = 10 * 1024 * 1024
 csv.field_size_limit(FIELD_LIMIT)
@@ -485,11 +485,8 @@ def describe_request(d: Delivery) -> None:
 
 def check_feedback_alerts(con: duckdb.DuckDBPyConnection, d: Delivery) -> None:
     """A feedback row must answer an alert that was on a list sent to that same agency."""
-    has_items = con.execute(
-        "select count(*) from information_schema.tables "
-        "where table_schema = 'delivery' and table_name = 'list_items'").fetchall()[0][0]
     sent: dict[str, tuple[str, str]] = {}
-    if has_items:
+    if has_table(con, "delivery", "list_items"):
         sent = {alert_id: (test_id, person_id) for alert_id, test_id, person_id in con.execute(
             "select alert_id, evidence_test_id, person_id from delivery.list_items "
             "where agency = ?", [d.agency]).fetchall()}

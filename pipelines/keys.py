@@ -22,6 +22,8 @@ from datetime import UTC, datetime
 
 import duckdb
 
+from pipelines.stores import has_table
+
 KEYS_DDL = """
 create schema if not exists keys;
 create table if not exists keys.fingerprint (fingerprint varchar, recorded_at timestamp);
@@ -38,9 +40,7 @@ def fingerprint(key: bytes) -> str:
 
 
 def recorded_fingerprint(vault: duckdb.DuckDBPyConnection) -> str | None:
-    has = vault.execute("select count(*) from information_schema.tables where "
-                        "table_schema = 'keys' and table_name = 'fingerprint'").fetchall()[0][0]
-    if not has:
+    if not has_table(vault, "keys", "fingerprint"):
         return None
     row = vault.execute("select fingerprint from keys.fingerprint "
                         "order by recorded_at desc limit 1").fetchone()

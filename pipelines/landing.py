@@ -80,11 +80,11 @@ def feed_of(relative: str) -> Feed | None:
 
 def deliverable_files(landing: Path, feed: Feed) -> list[Path]:
     """The feed's complete regular files in landing (no link in the path; `.part` never)."""
-    if not landing.is_dir():
-        return []
-    return [landing / e.relative for e in walk(landing)
-            if e.kind == "file" and e.relative.startswith(feed.folder + "/")
-            and feed.match(e.relative.split("/", 1)[1])]
+    folder = landing / feed.folder
+    if not landing.is_dir() or folder.is_symlink() or not folder.is_dir():
+        return []  # a linked agency folder is reported by not_read, never entered
+    return [folder / e.relative for e in walk(folder)
+            if e.kind == "file" and feed.match(e.relative)]
 
 
 @dataclass(frozen=True)

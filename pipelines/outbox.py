@@ -51,7 +51,7 @@ from pipelines.feeds import (
 )
 from pipelines.freshness import stale_by_agency
 from pipelines.stores import SEEDS_DIR as SEEDS
-from pipelines.stores import Settings, connect, warehouse_lock
+from pipelines.stores import Settings, connect, has_table, warehouse_lock
 from pipelines.warehouse import pseudonym
 
 KINDS = ("health", "housing", "schools")  # any other organisation is a provider
@@ -300,7 +300,7 @@ def previously_listed(vault: duckdb.DuckDBPyConnection, organisation: str, as_of
                       ) -> set[str]:
     """Alert ids on this organisation's lists before this as-of date (a re-run on the same
     date sees the same history, so it writes the same bytes)."""
-    if not _has_table(vault, "delivery", "list_items"):
+    if not has_table(vault, "delivery", "list_items"):
         return set()
     return {a for (a,) in vault.execute(
         "select alert_id from delivery.list_items where agency = ? and first_listed < ?",
@@ -431,12 +431,6 @@ def render_html(listing: AgencyList) -> str:
         bands=bands(), statuses=FEEDBACK_STATUSES,
         template_name=f"alert_feedback_{stamp}.csv",
         feedback_path=f"feedback/{listing.organisation}/alert_feedback_YYYYMMDD.csv")
-
-
-def _has_table(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    return bool(con.execute(
-        "select count(*) from information_schema.tables where table_schema = ? "
-        "and table_name = ?", [schema, table]).fetchall()[0][0])
 
 
 def _log(vault: duckdb.DuckDBPyConnection, listing: AgencyList, file_name: str) -> None:

@@ -101,6 +101,13 @@ def landing_from_env() -> Path:
     return Path(os.environ.get("PLUMBLINE_LANDING", data_dir_from_env() / "landing")).resolve()
 
 
+def has_table(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    """Whether a store already has a table (a new data dir has none of them yet)."""
+    return bool(con.execute(
+        "select count(*) from information_schema.tables where table_schema = ? "
+        "and table_name = ?", [schema, table]).fetchall()[0][0])
+
+
 def private_by_default() -> None:
     """Everything Plumbline creates is readable by its own user only (0700 folders, 0600
     files), whatever the deployment's umask: the vault, quarantine, requests, each
