@@ -52,7 +52,7 @@ bench: $(STAMP)
 
 ## does the data lab recover planted program effects? 20 generated cities (not part of the tests)
 bench-datalab: $(STAMP)
-	$(BIN)/python -m benchmarks.datalab --cities 20 --results benchmarks/DATALAB.md
+	$(BIN)/python -m benchmarks.datalab --towns 40 --cities 10 --results benchmarks/DATALAB.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipelines linkage expectations tests

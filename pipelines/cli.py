@@ -45,7 +45,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from pipelines.synth.generator import generate_city
 
     out = generate_city(Path(args.out), people=args.people, seed=args.seed, as_of=args.as_of,
-                        mess=args.mess)
+                        mess=args.mess, lead_burden=args.lead_burden,
+                        program_reach=args.program_reach)
     print(f"Generated {out['people']} people, {out['records']} person-records in "
           f"{out['files']} files.")
     print(f"  landing folder: {out['landing']}")
@@ -315,6 +316,12 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--seed", type=int, default=1)
     g.add_argument("--as-of", type=_date, default=None, help="YYYY-MM-DD (default today)")
     g.add_argument("--mess", choices=["clean", "normal", "messy"], default="normal")
+    g.add_argument("--lead-burden", type=float, default=1.0,
+                   help="how many times the ordinary share of elevated screens (a town of old "
+                        "housing: 3 to 5)")
+    g.add_argument("--program-reach", type=float, default=1.0,
+                   help="how many times the ordinary share of children with a confirmed level "
+                        "each provider's program reaches")
     g.set_defaults(func=cmd_generate)
 
     r = sub.add_parser("run", help="materialize the whole asset graph once")

@@ -12,7 +12,7 @@ import html
 import json
 import math
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -24,8 +24,6 @@ import matplotlib.pyplot as plt
 
 from pipelines.datalab.matching import OutcomeResult
 from pipelines.publish import figure_png
-
-OWN_COUNTS = {"rows_sent", "rows_rejected"}  # the provider's own numbers, on its receipt too
 
 
 @dataclass
@@ -44,13 +42,70 @@ class Report:
     headline: str  # why there are, or are not, figures
     min_cell: int
     max_smd: float
+    effective_comparison: float = 0.0
+    by_level: dict[str, int] = field(default_factory=dict)
+    levels: list[tuple[str, tuple[str, ...], str]] = field(default_factory=list)
+    area_digits: int = 4
+    confidence: float = 0.95
+    power: float = 0.8
+    design: str = ""  # the matching specification balance chose
 
-    def count_text(self, name: str) -> str:
-        """Counts of children under the small-cell limit are shown as "fewer than 11" (but
-        not the provider's own counts of rows it sent)."""
-        n = self.counts.get(name, 0)
-        small = 0 < n < self.min_cell and name not in OWN_COUNTS
-        return f"fewer than {self.min_cell}" if small else f"{n:,}"
+    def small(self, n: int) -> bool:
+        return 0 < n < self.min_cell
+
+    def shown(self, n: int) -> str:
+        return f"fewer than {self.min_cell}" if self.small(n) else f"{n:,}"
+
+
+# Why a child the provider sent is not among the matched, in the order the lab finds out.
+LEFT_OUT = (("unlinked", "not found in the city's records"),
+            ("ambiguous", "matching more than one child in the city's records"),
+            ("duplicates", "sent more than once (counted once)"),
+            ("not_eligible", ("no confirmed elevated blood lead level in the year before they "
+                             "started")),
+            ("unmatched", "no similar child outside the program to compare them with"))
+
+
+def left_out_groups(counts: dict[str, int], min_cell: int) -> list[dict[str, Any]]:
+    """Who was left out and why, so that no count from 1 to min_cell - 1 can be read off,
+    directly or by subtracting shown totals (rows read and matched are always shown).
+
+    Reasons are taken in the order above; a reason with 1 to min_cell - 1 children is merged
+    with the next until the group reaches min_cell; a small remainder joins the group before it.
+    A single small group is shown as it is: it is rows read minus matched, which the reader has.
+    When the matched count itself is small, the last group is "the rest" (no count).
+    """
+    groups: list[dict[str, Any]] = []
+    current: dict[str, Any] = {"reasons": [], "keys": [], "children": 0}
+    for key, reason in LEFT_OUT:
+        n = int(counts.get(key, 0) or 0)
+        if n == 0:
+            continue
+        current["reasons"].append(reason)
+        current["keys"].append(key)
+        current["children"] += n
+        if current["children"] >= min_cell:
+            groups.append(current)
+            current = {"reasons": [], "keys": [], "children": 0}
+    if current["children"]:
+        if groups:
+            last = groups[-1]
+            last["reasons"] += current["reasons"]
+            last["keys"] += current["keys"]
+            last["children"] += current["children"]
+        else:
+            groups.append(current)
+    if groups and 0 < counts.get("matched", 0) < min_cell:
+        groups[-1]["children"] = None
+    return groups
+
+
+def eligible_shown(groups: list[dict[str, Any]]) -> bool:
+    """Whether the eligible count can be printed: only when "no similar child" is a group of
+    its own (or nobody was unmatched), so eligible minus matched reveals no small count."""
+    with_unmatched = [g for g in groups if "unmatched" in g["keys"]]
+    return not with_unmatched or (with_unmatched[0]["keys"] == ["unmatched"]
+                                  and with_unmatched[0]["children"] is not None)
 
 
 def pct(x: float) -> str:
@@ -61,53 +116,97 @@ def points(x: float) -> str:
     return f"{abs(100 * x):.0f}"
 
 
-def sentence(r: OutcomeResult, min_cell: int, min_matched: int) -> str:
-    """One plain sentence for one outcome."""
+def sentence(r: OutcomeResult, min_cell: int, min_outcome: int) -> str:
+    """One plain sentence for one outcome; the smallest difference the comparison could detect
+    comes first, before any figure."""
     if r.call == "too_few":
         return (f"Whether children {r.label}: not reported, because only {r.pairs} matched "
-                f"pairs have had the full window by now (at least {min_matched} are needed).")
-    if r.call == "suppressed":
-        return (f"Whether children {r.label}: not reported, because a group would show fewer "
-                f"than {min_cell} children.")
-    t, c = pct(r.treated_share), pct(r.comparison_share)
+                f"children have had the full window by now (at least {min_outcome} are "
+                "needed).")
+    power = (f"With {r.pairs} matched children, this comparison could reliably detect a "
+             f"difference of about {points(r.detectable)} points or more. ")
+    if r.small_cells:
+        shares = (f" (the two groups' shares are not shown: one of them has fewer than "
+                  f"{min_cell} children with, or without, this outcome)")
+        versus = ""
+    else:
+        shares = ""
+        versus = (f": {pct(r.treated_share)} against {pct(r.comparison_share)} of similar "
+                  "children")
     low, high = r.ci
     if r.call == "more":
-        return (f"More children in the program {r.label}: {t} against {c} of similar children, "
-                f"a difference of {points(low)} to {points(high)} points.")
+        return (f"{power}More children in the program {r.label}{versus}, a difference of "
+                f"{points(low)} to {points(high)} points{shares}.")
     if r.call == "fewer":
-        return (f"Fewer children in the program {r.label}: {t} against {c} of similar children, "
-                f"a difference of {points(high)} to {points(low)} points fewer.")
-    return (f"No detectable difference in how many children {r.label}: {t} in the program "
-            f"against {c} of similar children; the difference could be anywhere from "
-            f"{100 * low:+.0f} to {100 * high:+.0f} points.")
+        return (f"{power}Fewer children in the program {r.label}{versus}, a difference of "
+                f"{points(high)} to {points(low)} points fewer{shares}.")
+    return (f"{power}No detectable difference in how many children {r.label}"
+            f"{versus}; the difference could be anywhere from {100 * low:+.0f} to "
+            f"{100 * high:+.0f} points{shares}.")
 
 
-def payload(rep: Report, min_matched: int) -> dict[str, Any]:
-    counts = {k: (v if k in OWN_COUNTS or not (0 < v < rep.min_cell) else f"<{rep.min_cell}")
-              for k, v in rep.counts.items()}
+def _level_shares(rep: Report) -> list[dict[str, Any]]:
+    """How exactly the matched children were matched: each stratum level's share of them,
+    to the nearest 10% (a share, not a count, so no small count shows)."""
+    total = sum(rep.by_level.values())
+    out = []
+    for level, _, description in rep.levels:
+        n = rep.by_level.get(level, 0)
+        if n and total:
+            out.append({"level": level, "exactly_on": description,
+                        "share_of_matched": round(n / total, 1)})
+    return out
+
+
+def payload(rep: Report, min_outcome: int) -> dict[str, Any]:
+    groups = left_out_groups(rep.counts, rep.min_cell)
+    matched = rep.counts.get("matched", 0)
+    comparison = rep.counts.get("comparison", 0)
+    counts: dict[str, Any] = {
+        "rows_sent": rep.counts.get("rows_sent", 0),
+        "rows_rejected": rep.counts.get("rows_rejected", 0),
+        "matched": f"<{rep.min_cell}" if rep.small(matched) else matched,
+        "eligible": (rep.counts.get("eligible", 0) if eligible_shown(groups) else None),
+        "comparison": f"<{rep.min_cell}" if rep.small(comparison) else comparison,
+        "comparison_pool": (f"<{rep.min_cell}" if rep.small(rep.counts.get("comparison_pool", 0))
+                            else rep.counts.get("comparison_pool", 0)),
+        "effective_comparison_size": round(rep.effective_comparison, 1),
+        "left_out": [{"reasons": g["reasons"], "children": g["children"]} for g in groups],
+    }
     outcomes = []
     for r in rep.outcomes:
         item: dict[str, Any] = {"outcome_id": r.outcome_id, "label": r.label, "call": r.call,
-                                "sentence": sentence(r, rep.min_cell, min_matched)}
+                                "sentence": sentence(r, rep.min_cell, min_outcome)}
         if rep.figures_given and r.call in ("more", "fewer", "no_difference"):
-            item |= {"pairs": r.pairs, "program_with": r.treated_with,
-                     "comparison_with": r.comparison_with,
-                     "program_share": round(r.treated_share, 4),
-                     "comparison_share": round(r.comparison_share, 4),
-                     "difference": round(r.diff, 4),
-                     "ci_low": round(r.ci[0], 4), "ci_high": round(r.ci[1], 4)}
+            item |= {"pairs": r.pairs, "shares_suppressed": r.small_cells}
+            if not r.small_cells:
+                item |= {"program_with": r.treated_with,
+                         "comparison_children": r.comparison_children,
+                         "comparison_with": r.comparison_with,
+                         "program_share": round(r.treated_share, 4),
+                         "comparison_share": round(r.comparison_share, 4),
+                         "difference": round(r.diff, 4),
+                         "ci_low": round(r.ci[0], 4), "ci_high": round(r.ci[1], 4),
+                         "detectable_difference": round(r.detectable, 4)}
+            else:  # whole points only, so no count can be worked back from them
+                item |= {"difference": round(r.diff, 2), "ci_low": round(r.ci[0], 2),
+                         "ci_high": round(r.ci[1], 2),
+                         "detectable_difference": round(r.detectable, 2)}
         outcomes.append(item)
     return {
         "report_id": rep.report_id, "provider": rep.provider, "program": rep.program,
         "request_file": rep.file_name, "received_at": rep.received_at.isoformat(),
         "as_of": rep.as_of.isoformat(), "figures_given": rep.figures_given,
         "summary": rep.headline, "counts": counts,
+        "matched_exactly_on": _level_shares(rep),
+        "matching_specification": rep.design,
         "balance_ok": rep.balance_ok,
         "balance": [{"covariate": b["covariate"], "before": _round(b["before"]),
                      "after": _round(b["after"])} for b in rep.balance],
         "outcomes": outcomes if rep.figures_given else [
             {"outcome_id": r.outcome_id, "label": r.label} for r in rep.outcomes],
-        "method": METHOD,
+        "method": method(rep),
+        "limits": LIMITS,
     }
 
 
@@ -115,15 +214,32 @@ def _round(x: float) -> float | None:
     return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else round(x, 3)
 
 
-METHOD = (
-    "Each child you sent was looked up among the city's linked records with the city's "
-    "record-linkage model; nobody was added or changed. Children with a confirmed elevated "
-    "blood lead level in the year before their program start were each matched to one child "
-    "with a confirmed level who was not in your list: the same band, sex, area and six-month "
-    "period of confirmation, and the nearest in age, earlier tests and confirmation date. A "
-    "comparison child's window starts as many days after their confirmation as your child's "
-    "program did. Each difference has a 95% interval (Newcombe). Groups under 11 are not shown."
-)
+def method(rep: Report) -> str:
+    return (
+        "Each child you sent was looked up among the city's linked records with the city's "
+        "record-linkage model; nobody was added or changed. Children with a confirmed elevated "
+        "blood lead level in the year before their program start were each matched to up to "
+        "three of the most similar children with a confirmed level who were not in your list "
+        "(a comparison child can stand in for more than one of yours, and is weighted so): "
+        "alike in their chance of being in the program given everything below, the nearest in "
+        "age, earlier tests and confirmation date, and exactly the same band, sex, area "
+        f"(first {rep.area_digits} digits of the ZIP code) and confirmation period where such a "
+        "child exists, coarsening the period and then the area where none does. A comparison "
+        "child's window starts as many days after their confirmation as your child's program "
+        "did. Each difference is the average, over your matched children, of their outcome "
+        "minus their comparison children's; its "
+        f"{100 * rep.confidence:.0f}% interval allows for the matching and for comparison "
+        "children used more than once (Abadie and Imbens). The smallest difference each "
+        f"comparison could detect is given at {100 * rep.power:.0f}% power. Groups under "
+        f"{rep.min_cell} are not shown.")
+
+
+LIMITS = (
+    "This is an observational comparison, not a trial. It adjusts only for what the city's "
+    "records hold (band, age, sex, area, when the level was confirmed, earlier tests); it "
+    "cannot adjust for what they do not, such as why a family joined the program. The "
+    "comparison children may have had other services: the figures compare your program with "
+    "what similar children otherwise got.")
 
 
 def chart(rep: Report) -> bytes:
@@ -148,6 +264,40 @@ def chart(rep: Report) -> bytes:
     return figure_png(fig)
 
 
+def who_paragraph(rep: Report, data: dict[str, Any]) -> str:
+    """Who the figures speak for, and who was left out and why: no count from 1 to 10, and no
+    pair of shown totals whose difference is one."""
+    e = html.escape
+    c = data["counts"]
+    sent = f"{c['rows_sent']:,}"
+    read = c["rows_sent"] - c["rows_rejected"]
+    matched = rep.counts.get("matched", 0)
+    shown_matched = rep.shown(matched)
+    rejected = (f" ({c['rows_rejected']:,} rows could not be read; see your receipt)"
+                if c["rows_rejected"] else "")
+    if c["eligible"] is not None:
+        first = (f"{shown_matched} of the {c['eligible']:,} eligible children were matched, "
+                 "and the figures below are about those matched children only.")
+    else:
+        first = (f"{shown_matched} eligible children were matched, and the figures below are "
+                 "about them only.")
+    items = "".join(
+        f"<li>{'the rest' if g['children'] is None else format(g['children'], ',')}: "
+        f"{e('; or '.join(g['reasons']))}</li>" for g in c["left_out"])
+    left = (f"<p>Left out, of the {read:,} rows read:</p><ul>{items}</ul>" if items else
+            "<p>Nobody you sent was left out.</p>")
+    levels = "".join(f"<li>{pct(x['share_of_matched'])} matched exactly on "
+                     f"{e(x['exactly_on'])}</li>" for x in data["matched_exactly_on"])
+    comparison = rep.shown(rep.counts.get("comparison", 0))
+    pool = rep.shown(rep.counts.get("comparison_pool", 0))
+    compare = (f"<p>They were compared with {comparison} similar children (worth "
+               f"{rep.effective_comparison:.0f} children once their weights are counted), chosen "
+               f"from {pool} with a confirmed elevated level who were not in your list.</p>"
+               f"<ul class=small>{levels}</ul><p class=small>Matching specification balance chose: "
+               f"{e(rep.design)}.</p>" if matched else "")
+    return f"<p>You sent {sent} children{rejected}. {first}</p>{left}{compare}"
+
+
 def page(rep: Report, data: dict[str, Any]) -> str:
     e = html.escape
     sentences = "".join(f"<li>{e(o['sentence'])}</li>" for o in data["outcomes"]
@@ -155,16 +305,24 @@ def page(rep: Report, data: dict[str, Any]) -> str:
     rows = ""
     if rep.figures_given:
         for o in data["outcomes"]:
-            if "program_share" in o:
+            if "difference" in o:
+                shares = ((pct(o["program_share"]), pct(o["comparison_share"]))
+                          if "program_share" in o else ("not shown", "not shown"))
                 rows += (f"<tr><td>{e(o['label'])}</td><td>{o['pairs']}</td>"
-                         f"<td>{pct(o['program_share'])}</td><td>{pct(o['comparison_share'])}</td>"
+                         f"<td>{shares[0]}</td><td>{shares[1]}</td>"
                          f"<td>{100 * o['difference']:+.0f}</td>"
-                         f"<td>{100 * o['ci_low']:+.0f} to {100 * o['ci_high']:+.0f}</td></tr>")
+                         f"<td>{100 * o['ci_low']:+.0f} to {100 * o['ci_high']:+.0f}</td>"
+                         f"<td>{100 * o['detectable_difference']:.0f}</td></tr>")
             else:
-                rows += (f"<tr><td>{e(o['label'])}</td><td colspan=5>not reported (see "
+                rows += (f"<tr><td>{e(o['label'])}</td><td colspan=6>not reported (see "
                          "above)</td></tr>")
-    table = (f"""<table><tr><th>outcome</th><th>pairs</th><th>program</th><th>similar children</th>
-<th>difference (points)</th><th>95% interval</th></tr>{rows}</table>""" if rows else "")
+    table = (f"""<table><tr><th>outcome</th><th>matched children</th><th>program</th>
+<th>similar children</th><th>difference (points)</th><th>{100 * rep.confidence:.0f}% interval</th>
+<th>detectable (points)</th></tr>{rows}</table>
+<p class=small>Matched children: those in the program whose outcome window (and a comparison
+child's) had ended by {rep.as_of}; a window still running cannot be counted yet. Detectable: the
+smallest difference this comparison would find {100 * rep.power:.0f}% of the time.</p>"""
+             if rows else "")
     lines = [
         f"<tr><td>{e(b['covariate'])}</td><td>{_fmt(b['before'])}</td>"
         f"<td class={'bad' if b['after'] is not None and abs(b['after']) > rep.max_smd else 'ok'}>"
@@ -174,33 +332,31 @@ def page(rep: Report, data: dict[str, Any]) -> str:
     bal = "".join(f"<table>{head}{''.join(part)}</table>"
                   for part in (lines[:half], lines[half:]) if part)
     png = base64.b64encode(chart(rep)).decode()
-    c = rep.count_text
     return f"""<!doctype html><html lang=en><head><meta charset=utf-8>
 <title>Data lab report {e(rep.report_id)}: {e(rep.program)}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:1.5em;max-width:56em;font-size:12.5px}}
-h1{{font-size:20px;margin:.2em 0}}h2{{font-size:15px;margin:.6em 0 .2em}}p,ul{{margin:.4em 0}}
-table{{border-collapse:collapse;margin:.4em 0}}td,th{{border:1px solid #ccc;padding:1px 5px;
+<style>body{{font-family:system-ui,sans-serif;margin:1.5em;max-width:56em;font-size:11.5px}}
+h1{{font-size:19px;margin:.2em 0}}h2{{font-size:14px;margin:.5em 0 .2em}}p,ul{{margin:.3em 0}}
+table{{border-collapse:collapse;margin:.3em 0}}td,th{{border:1px solid #ccc;padding:1px 5px;
 text-align:left}}.bad{{color:#b22222;font-weight:bold}}.ok{{color:#2e6b3a}}
-img{{max-width:100%}}.balance{{display:flex;gap:1.5em;align-items:flex-start}}
-.small{{font-size:11px;color:#555}}@page{{size:A4;margin:12mm}}
+img{{max-width:100%;max-height:9em}}.balance{{display:flex;gap:1.5em;align-items:flex-start}}
+.small{{font-size:10px;color:#555}}@page{{size:A4;margin:10mm}}
 @media print{{body{{margin:0}}}}</style></head><body>
 <h1>What did {e(rep.program)} change?</h1>
 <p class=small>Report {e(rep.report_id)} for {e(rep.provider)}, request {e(rep.file_name)}
 received {rep.received_at:%Y-%m-%d}; outcomes as of {rep.as_of}.</p>
 <p><b>{e(rep.headline)}</b></p>
-<p>You sent {c('rows_sent')} children ({c('rows_rejected')} rows could not be read; see your
-receipt). We found {c('linked')} in the city's records ({c('unlinked')} not found,
-{c('ambiguous')} matching more than one child). {c('eligible')} had a confirmed elevated blood
-lead level in the year before they started. {c('matched')} of them were matched to
-{c('comparison')} similar children, out of {c('comparison_pool')} who could have been chosen.</p>
+<h2>Who these figures speak for</h2>
+{who_paragraph(rep, data)}
+<h2>What differed</h2>
 <ul>{sentences}</ul>
 {table}
-<img alt="difference for each outcome with its 95% interval" src="data:image/png;base64,{png}">
+<img alt="difference for each outcome with its interval" src="data:image/png;base64,{png}">
 <h2>Were the groups alike?</h2>
 <p class=small>Standardised differences (program minus comparison), before and after matching;
-after matching each should be within ±{rep.max_smd:g}.</p>
+after matching every one must be within ±{rep.max_smd:g} for the report to give figures.</p>
 <div class=balance>{bal}</div>
-<p class=small>{e(METHOD)} What you sent is erased as soon as this report is written; your
+<p class=small><b>{e(LIMITS)}</b></p>
+<p class=small>{e(method(rep))} What you sent is erased as soon as this report is written; your
 receipt says when.</p>
 </body></html>"""
 
@@ -209,10 +365,10 @@ def _fmt(x: float | None) -> str:
     return "–" if x is None else f"{x:+.2f}"
 
 
-def write_report(folder: Path, rep: Report, min_matched: int) -> Path:
+def write_report(folder: Path, rep: Report, min_outcome: int) -> Path:
     """outbox/<provider>/datalab/<report_id>.json and .html; returns the JSON's path."""
     folder.mkdir(parents=True, exist_ok=True)
-    data = payload(rep, min_matched)
+    data = payload(rep, min_outcome)
     (folder / f"{rep.report_id}.html").write_text(page(rep, data), encoding="utf-8")
     target = folder / f"{rep.report_id}.json"
     target.write_text(json.dumps(data, indent=2), encoding="utf-8")

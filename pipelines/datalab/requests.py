@@ -94,15 +94,14 @@ def analyse_request(settings: Settings, vault: duckdb.DuckDBPyConnection,
     """Match, compare and write the report. Returns counts and the report's id."""
     cfg = M.lab_settings()
     min_cell = M.min_published_count()
-    min_matched = int(cfg["min_matched"])
     with connect(settings.request_store(request["request_id"]), read_only=True) as store:
         cohort = store.execute(
             "select person_id, program_start from lab.links where status = 'LINKED'").df()
     children = warehouse.execute("select * from intermediate.int_datalab__children").df()
     rule_windows = warehouse.execute("select * from intermediate.int_rule_windows").df()
     pop = M.population(children, cohort, cfg)
-    pairs = M.match(pop, cfg, request["request_id"])
-    bal = M.balance(pop, pairs)
+    design = M.match_until_balanced(pop, cfg)
+    matches, bal = design.matches, design.balance
     results = []
     for outcome in M.outcome_definitions():
         if not EVENT_MODEL.fullmatch(outcome["event_model"]):
@@ -110,10 +109,10 @@ def analyse_request(settings: Settings, vault: duckdb.DuckDBPyConnection,
                              "model (int_datalab_events__<name>)")
         events = warehouse.execute(
             f"select person_id, event_date from intermediate.{outcome['event_model']}").df()
-        windows = M.pair_windows(pop, pairs, outcome, rule_windows)
+        windows = M.pair_windows(pop, matches, outcome, rule_windows)
         results.append(M.estimate(windows, events, settings.as_of, outcome, cfg, min_cell))
 
-    matched = len(pairs)
+    matched = matches.matched
     figures, headline = verdict(matched, bal, cfg, min_cell)
     worst = unbalanced(bal, cfg)
     counts = {"rows_sent": int(request["rows_read"]),
@@ -121,15 +120,21 @@ def analyse_request(settings: Settings, vault: duckdb.DuckDBPyConnection,
               "linked": int(request["linked"]), "unlinked": int(request["unlinked"]),
               "ambiguous": int(request["ambiguous"]), "duplicates": pop.duplicates,
               "eligible": len(pop.treated), "not_eligible": pop.not_eligible,
-              "matched": matched, "comparison": matched, "comparison_pool": len(pop.pool)}
+              "matched": matched, "unmatched": matches.unmatched,
+              "comparison": matches.comparison, "comparison_pool": len(pop.pool)}
     report_id = f"DL-{request['provider']}-{settings.as_of:%Y%m%d}-{request['request_id'][:8]}"
     rep = Report(report_id, request["provider"], request["program"] or "(no rows)",
                  request["file_name"], request["received_at"], settings.as_of, counts, bal,
-                 not worst, results, figures, headline, min_cell, cfg["max_abs_std_diff"])
-    target = write_report(settings.outbox / request["provider"] / "datalab", rep, min_matched)
+                 not worst, results, figures, headline, min_cell, cfg["max_abs_std_diff"],
+                 effective_comparison=matches.effective_comparison,
+                 by_level=matches.by_level(), levels=matches.levels,
+                 area_digits=int(cfg["area_zip_digits"]), confidence=cfg["confidence"],
+                 power=cfg["power"], design=design.description)
+    target = write_report(settings.outbox / request["provider"] / "datalab", rep,
+                          int(cfg["min_per_outcome"]))
     _update(vault, request["request_id"], status="REPORTED", duplicates=pop.duplicates,
             eligible=len(pop.treated), matched=matched, comparison_pool=len(pop.pool),
-            comparison=matched, balance_ok=not worst, figures_given=figures,
+            comparison=matches.comparison, balance_ok=not worst, figures_given=figures,
             report_id=report_id, report_path=target.relative_to(settings.outbox).as_posix(),
             reported_at=_now())
     return {"report_id": report_id, "matched": matched, "figures_given": figures,
@@ -142,14 +147,16 @@ def unbalanced(bal: list[dict], cfg: dict[str, float]) -> list[dict]:
 
 def verdict(matched: int, bal: list[dict], cfg: dict[str, float], min_cell: int
             ) -> tuple[bool, str]:
-    """Whether the report gives figures, and the sentence that says why (or why not)."""
+    """Whether the report gives figures, and the sentence that says why (or why not).
+    `matched`: how many of the program's children were matched."""
     min_matched = int(cfg["min_matched"])
     if matched < min_matched:
-        how_many = f"Only {matched}" if matched >= min_cell else f"Fewer than {min_cell}"
+        how_many = (f"Only {matched} of the children in the program" if matched >= min_cell
+                    else f"Fewer than {min_cell} of the children in the program" if matched
+                    else "None of the children in the program")
         return False, (
-            f"{how_many} of the children you sent could be matched to similar children who "
-            f"were not in the program; at least {min_matched} are needed for a fair "
-            "comparison, so this report gives no figures.")
+            f"{how_many} could be matched to similar children who were not in it; at least "
+            f"{min_matched} are needed for a fair comparison, so this report gives no figures.")
     worst = unbalanced(bal, cfg)
     if worst:
         names = ", ".join(f"{b['covariate']} ({b['after']:+.2f})" for b in worst[:4])
@@ -157,8 +164,9 @@ def verdict(matched: int, bal: list[dict], cfg: dict[str, float], min_cell: int
             f"After matching, the two groups still differ on {names}: a comparison would not "
             "be fair, so this report gives no figures.")
     return True, (
-        f"{matched} children in the program were compared with {matched} similar children "
-        "with a confirmed elevated blood lead level who were not in it.")
+        f"{matched} children in the program were each compared with up to "
+        f"{int(cfg['controls_per_child'])} similar children with a confirmed elevated blood lead "
+        "level who were not in it. The figures are about those matched children only.")
 
 
 # ---------------------------------------------------------------- erasure

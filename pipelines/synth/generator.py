@@ -138,8 +138,13 @@ def age_months(dob: date, on: date) -> int:
 class City:
     """Builds the people, the events each agency records, and the rows of every file."""
 
-    def __init__(self, people: int, seed: int, as_of: date, mess: float) -> None:
+    def __init__(self, people: int, seed: int, as_of: date, mess: float,
+                 lead_burden: float = 1.0, program_reach: float = 1.0) -> None:
         self.rng = random.Random(seed)
+        # a town of old housing has more elevated screens; a small town's programs reach more
+        # of its children (both 1.0 for the ordinary city: the same draws, the same city)
+        self.lead_burden = lead_burden
+        self.program_reach = program_reach
         self.n = people
         self.as_of = as_of
         self.mess = mess
@@ -156,6 +161,8 @@ class City:
         self.planted: list[dict] = []
         self.used_ids: dict[str, set[int]] = {}
         self.lab_clients: dict[str, list[tuple[Person, date]]] = {}  # program -> (child, start)
+        # program -> each client's joining chances of every program (for the usual-care truth)
+        self.lab_chances: dict[str, list[dict[str, float]]] = {}
 
     # ------------------------------------------------------------ ids and helpers
     def new_id(self, kind: str, width: int) -> int:
@@ -283,11 +290,12 @@ class City:
         """A screening result string as labs report it, and its value in ug/dL."""
         r = self.rng
         u = r.random()
-        if u < 0.2:
+        normal = max(0.2, 1 - 0.14 * self.lead_burden)  # the share of screens under 3.5
+        if u < 0.2 * normal / 0.86:
             return r.choice(["<1.0", "< 1.0", "<2", "< 3.3", "<3.3"]), 0.0
-        if u < 0.25:
+        if u < 0.25 * normal / 0.86:
             return "None Detected", 0.0
-        if u < 0.86:
+        if u < normal:
             v = round(r.uniform(1.0, 3.4), 1)
             return f"{v}", v
         band = r.choices("ABCD", weights=[72, 19, 7, 2])[0]
@@ -404,8 +412,10 @@ class City:
         r = self.rng
         young = age_months(p.dob, confirmed) < 24
         high = band != "A"
-        chances = {"HHN": 0.12 + 0.08 * high + 0.04 * young, "FSC": 0.10 + 0.04 * young,
-                   "WIC": 0.08 + 0.03 * young + 0.02 * high}
+        reach = self.program_reach
+        chances = {"HHN": reach * (0.12 + 0.08 * high + 0.04 * young),
+                   "FSC": reach * (0.10 + 0.04 * young),
+                   "WIC": reach * (0.08 + 0.03 * young + 0.02 * high)}
         u, program = r.random(), None
         for code, c in chances.items():
             if u < c:
@@ -416,6 +426,7 @@ class City:
         if program is None or start > self.as_of - timedelta(days=1):
             return None
         self.lab_clients.setdefault(program, []).append((p, start))
+        self.lab_chances.setdefault(program, []).append(chances)
         self.add_service(p, program, PROGRAMS[program][1], start, "COMPLETED", "Health Dept")
         return program
 
@@ -860,11 +871,27 @@ def _bucket(extracts: list[date], day: date) -> date | None:
     return None
 
 
+def usual_care_effect(city: City, code: str) -> float:
+    """The effect the data lab estimates: the program against what similar children otherwise
+    got. A comparison child like one of the program's, had it not joined this program, would
+    have joined another with that program's chance (given not this one), and got its effect;
+    the planted effect is against no program at all."""
+    clients = city.lab_chances.get(code, [])
+    if not clients:
+        return PROGRAMS[code][2]
+    others = []
+    for chances in clients:
+        rest = 1 - chances[code]
+        others.append(sum(PROGRAMS[y][2] * c / rest for y, c in chances.items() if y != code))
+    return PROGRAMS[code][2] - sum(others) / len(others)
+
+
 def generate_city(out: Path, people: int = 1000, seed: int = 1, as_of: date | None = None,
-                  mess: str = "normal") -> dict:
+                  mess: str = "normal", lead_burden: float = 1.0,
+                  program_reach: float = 1.0) -> dict:
     _nicknamer()
     as_of = as_of or date.today()
-    city = City(people, seed, as_of, MESS_LEVELS[mess])
+    city = City(people, seed, as_of, MESS_LEVELS[mess], lead_burden, program_reach)
     city.run()
     landing, truth = out / "landing", out / "ground_truth"
     landing.mkdir(parents=True, exist_ok=True)
@@ -987,7 +1014,8 @@ def generate_city(out: Path, people: int = 1000, seed: int = 1, as_of: date | No
         target = landing / "datalab" / code / f"cohort_{stamp(as_of)}.csv"
         _write_csv(target, DATALAB_COLS, rows, rng)
         lab_truth.append((code, program, str(target.relative_to(landing)), "follow_up_test_180d",
-                          f"{effect:+.2f}", len(rows), sum(1 for x in rows if x["_in_city"])))
+                          f"{effect:+.2f}", f"{usual_care_effect(city, code):+.4f}", len(rows),
+                          sum(1 for x in rows if x["_in_city"])))
         cohort_truth = [(code, x["record_id"], x["_pid"], x["_in_city"], x["client_first_name"],
                          x["client_last_name"], x["client_dob"]) for x in rows]
         with open(truth / f"datalab_{code}.csv", "w", newline="", encoding="utf-8") as fh:
@@ -1010,7 +1038,8 @@ def generate_city(out: Path, people: int = 1000, seed: int = 1, as_of: date | No
     write_truth("records.csv", ["source", "record_key", "true_person_id"], records)
     write_truth("planted_cases.csv", list(city.planted[0]), [list(c.values()) for c in city.planted])
     write_truth("datalab_programs.csv", ["provider", "program", "file", "outcome_id",
-                                         "planted_effect", "cohort_rows", "in_city"], lab_truth)
+                                         "planted_effect", "usual_care_effect", "cohort_rows",
+                                         "in_city"], lab_truth)
     write_truth("expected_rejects.csv", ["file", "line", "field"],
                 [(r["file"], r["line"], r["field"]) for r in rejects])
     return {"landing": landing, "ground_truth": truth, "people": len(city.persons),
