@@ -30,7 +30,7 @@ import matplotlib
 import pandas as pd
 
 from pipelines.csvsafe import write_csv
-from pipelines.stores import Settings, share, warehouse_lock
+from pipelines.stores import Settings, seed_values, share, warehouse_lock
 from pipelines.suppression import FOLLOWUP_PAIRS
 
 matplotlib.use("Agg")
@@ -38,7 +38,8 @@ import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 
 PUBLISHED = ("policy_lead_followup_by_zip", "policy_lead_followup_by_band",
-             "agency_timeliness_monthly", "contract_outcomes")
+             "policy_followup_pooled", "agency_timeliness_monthly", "agency_timeliness_pooled",
+             "contract_outcomes")
 KEEP_VERSIONS = 5
 OCID_PREFIX = os.environ.get("PLUMBLINE_OCID_PREFIX", "ocds-plumbline")
 BUYER = os.environ.get("PLUMBLINE_BUYER_NAME", "City Health Department")
@@ -54,7 +55,7 @@ def publish_all(settings: Settings) -> dict[str, object]:
     version = publish_snapshot(settings.data_dir / "published", tables)
     package = write_ocds(settings, contracts, tables["contract_outcomes"])
     charts = {agency: write_personal_best(settings, agency, frame)
-              for agency, frame in tables["agency_timeliness_monthly"].groupby("agency")}
+              for agency, frame in tables["agency_timeliness_pooled"].groupby("agency")}
     write_index(settings, tables, package, charts)
     share(settings.data_dir / "published")
     share(settings.outbox / "public")
@@ -98,7 +99,8 @@ def ocds_release(contract: pd.Series, outcomes: pd.DataFrame, as_of: date) -> di
     cid = str(contract["contract_id"])
     codes = list(contract["service_codes"]) if contract["service_codes"] is not None else []
     supplier = {"id": str(contract["provider_code"]), "name": str(contract["provider_name"])}
-    mine = outcomes[outcomes["contract_id"] == cid].sort_values("month")
+    mine = outcomes[(outcomes["contract_id"] == cid) & (outcomes["month"] != "ALL")
+                    & outcomes["month_complete"].astype(bool)].sort_values("month")
     metrics = []
     for column, title in (("services", "Services delivered"),
                           ("children_served", "Children served"),
@@ -173,35 +175,56 @@ def figure_png(fig) -> bytes:
     return buf.getvalue()
 
 
+def _midpoint(frame: pd.DataFrame) -> pd.Series:
+    start = pd.to_datetime(frame["period_start"])
+    end = pd.to_datetime(frame["period_end"]) + pd.offsets.MonthEnd(0)
+    return start + (end - start) / 2
+
+
+def share_trend(ax, frame: pd.DataFrame, label: str, colour: str) -> None:
+    """One series of pooled shares as a trend line: a filled marker per month, a wider bar
+    for a pooled quarter or year, a hollow marker for a partial period."""
+    f = frame.sort_values("period_start")
+    f = f[f["share_in_time"].notna()]
+    if f.empty:
+        return
+    x, y = _midpoint(f), f["share_in_time"].astype(float) * 100
+    ax.plot(x, y, color=colour, linewidth=1.4, label=label)
+    for grain, size in (("month", 18), ("quarter", 45), ("year", 80)):
+        done = (f["grain"] == grain) & ~f["partial"].astype(bool)
+        part = (f["grain"] == grain) & f["partial"].astype(bool)
+        ax.scatter(x[done], y[done], s=size, color=colour, zorder=3)
+        ax.scatter(x[part], y[part], s=size, facecolors="white", edgecolors=colour, zorder=3)
+
+
 def personal_best_chart(agency: str, frame: pd.DataFrame) -> bytes:
-    """A run chart of the agency's own share of steps taken in time, month by month: its
-    median line, its best month marked, the latest month highlighted. No other agency."""
-    f = frame.sort_values("month")
+    """A run chart of the organisation's own share of steps taken in time, by month where it
+    can be published and pooled into quarters or years where not: its median line, its best
+    period marked, the latest highlighted. No other organisation."""
+    f = frame.sort_values("period_start")
     fig, ax = plt.subplots(figsize=(9, 3.6), dpi=110)
-    shown = f[f["share_steps_in_time"].notna()]
-    ax.plot(pd.to_datetime(f["month"]), f["share_steps_in_time"] * 100, color="#3b6ea5",
-            marker="o", markersize=3, linewidth=1.5, label="share in time")
-    if len(shown):
-        median = float(shown["share_steps_in_time"].median()) * 100
+    shown_ = f[f["share_in_time"].notna()]
+    if len(shown_):
+        share_trend(ax, f, "share in time", "#3b6ea5")
+        x = _midpoint(shown_)
+        median = float(shown_["share_in_time"].median()) * 100
         ax.axhline(median, color="#888", linestyle="--", linewidth=1,
                    label=f"your median ({median:.0f}%)")
-        best = shown.loc[shown["share_steps_in_time"].idxmax()]
-        ax.scatter([pd.to_datetime(best["month"])], [best["share_steps_in_time"] * 100],
-                   s=90, color="#2e8b57", zorder=3, label=f"your best month ({best['month']})")
-        last = shown.iloc[-1]
-        ax.scatter([pd.to_datetime(last["month"])], [last["share_steps_in_time"] * 100],
-                   s=90, facecolors="none", edgecolors="#d2691e", linewidths=2, zorder=4,
-                   label=f"latest ({last['month']})")
+        best = shown_["share_in_time"].astype(float).idxmax()
+        ax.scatter([x[best]], [shown_.loc[best, "share_in_time"] * 100], s=110, color="#2e8b57",
+                   zorder=4, label=f"your best period ({shown_.loc[best, 'period']})")
+        last = shown_.index[-1]
+        ax.scatter([x[last]], [shown_.loc[last, "share_in_time"] * 100], s=110,
+                   facecolors="none", edgecolors="#d2691e", linewidths=2, zorder=5,
+                   label=f"latest ({shown_.loc[last, 'period']})")
+        ax.set_xlim(x.min() - pd.Timedelta(days=30), x.max() + pd.Timedelta(days=30))
     else:
-        ax.text(0.5, 0.5, "Every month so far has fewer than 11 steps due (suppressed)",
+        ax.text(0.5, 0.5, "Fewer than 11 steps have fallen due so far, even over a whole year",
                 transform=ax.transAxes, ha="center", va="center", color="#666")
-    months = pd.to_datetime(f["month"])
-    if len(months):
-        ax.set_xlim(months.min() - pd.Timedelta(days=15), months.max() + pd.Timedelta(days=15))
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m"))
     ax.set_ylim(0, 105)
     ax.set_ylabel("% of steps taken in time")
-    ax.set_title(f"{agency}: your own timeliness, month by month")
+    ax.set_title(f"{agency}: your own timeliness against your own past")
     ax.legend(loc="lower left", fontsize=8, frameon=False)
     return figure_png(fig)
 
@@ -211,15 +234,24 @@ def write_personal_best(settings: Settings, agency: str, frame: pd.DataFrame) ->
     folder = settings.outbox / agency
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "personal_best.png").write_bytes(png)
+    pooled = sorted(set(frame["grain"]) - {"month"})
+    note = (f" Where a month alone has too few steps to show, months are pooled into "
+            f"{' and '.join(g + 's' for g in pooled)} (the wider points)." if pooled else "")
+    rows = frame.sort_values("period_start").tail(12)
     page = f"""<!doctype html><html lang=en><head><meta charset=utf-8>
 <title>{html.escape(agency)}: your timeliness against your own past</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:60em}}</style></head><body>
+<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:60em}}
+table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:.2em .5em}}</style>
+</head><body>
 <h1>{html.escape(agency)}: your timeliness against your own past</h1>
 <p>Each point is the share of your lead follow-up steps taken within their window, for the
-month they fell due. The dashed line is your own median; the green point your best month.
-Months with fewer than 11 steps due are not shown. Only your own figures appear here.</p>
-<img alt="run chart of {html.escape(agency)}'s monthly timeliness"
+period they fell due. The dashed line is your own median; the green point your best period; a
+hollow point a period still under way (not yet complete).{html.escape(note)} Only your own
+figures appear here.</p>
+<img alt="run chart of {html.escape(agency)}'s timeliness"
  src="data:image/png;base64,{base64.b64encode(png).decode()}">
+{_table(rows.assign(partial=rows["partial"].map({True: "not yet complete", False: ""})),
+        ["period", "grain", "steps_due", "steps_in_time", "share_in_time", "partial"])}
 </body></html>"""
     (folder / "personal_best.html").write_text(page, encoding="utf-8")
     # the public copy: the public folder stands alone and links into no organisation's folder
@@ -235,6 +267,8 @@ MONEY_COLUMNS = ("monthly_amount_usd", "cost_per_child_with_lower_next_test")
 def shown(column: str, value: object) -> str:
     """A published figure as a reader expects it: suppressed as –, shares as percentages,
     money as dollars, counts as whole numbers."""
+    if isinstance(value, str):
+        return value
     if value is None or pd.isna(value):
         return "–"
     if column.startswith("share_"):
@@ -254,6 +288,25 @@ def _table(frame: pd.DataFrame, columns: list[str]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+SERVICE_COLUMNS = ("services", "children_served", "lead_referred_children",
+                   "case_management_in_time")
+OUTCOME_COLUMNS = ("next_test_lower", "cost_per_child_with_lower_next_test")
+
+
+def contract_rows(outcomes: pd.DataFrame) -> pd.DataFrame:
+    """Each contract's last three months and its to-date row, with "not yet" where a month is
+    still under way or its outcomes' window has not ended (never a 0 that means "too soon")."""
+    f = outcomes.copy()
+    f["order"] = f["month"].where(f["month"] != "ALL", "9999")
+    f = f.sort_values(["contract_id", "order"]).groupby("contract_id").tail(4)
+    f = f.astype({c: object for c in (*SERVICE_COLUMNS, *OUTCOME_COLUMNS)})
+    f.loc[~f["month_complete"].astype(bool) & (f["month"] != "ALL"),
+          list(SERVICE_COLUMNS)] = "not yet"
+    f.loc[~f["outcomes_final"].astype(bool), list(OUTCOME_COLUMNS)] = "not yet"
+    f["month"] = f["month"].replace({"ALL": "to date"})
+    return f
+
+
 def write_index(settings: Settings, tables: dict[str, pd.DataFrame], package: Path,
                 charts: dict[str, Path]) -> Path:
     by_zip = tables["policy_lead_followup_by_zip"]
@@ -263,7 +316,26 @@ def write_index(settings: Settings, tables: dict[str, pd.DataFrame], package: Pa
            color="#3b6ea5")
     ax.set_title("Children tested for lead each month (city)")
     tested_png = figure_png(fig)
+    pooled = tables["policy_followup_pooled"]
+    fig, ax = plt.subplots(figsize=(9, 3.6), dpi=110)
+    colours = ["#3b6ea5", "#d2691e", "#2e8b57", "#8b3a62", "#6b6b00", "#444"]
+    for (_, series), colour in zip(pooled.groupby("rule_title", sort=True), colours * 3):
+        share_trend(ax, series, str(series["rule_title"].iloc[0]), colour)
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("% of steps taken in time")
+    ax.set_title("Follow-up steps taken in time (city), by month or pooled period")
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m"))
+    if len(pooled):
+        ax.legend(loc="lower left", fontsize=7, frameon=False)
+    else:
+        ax.text(0.5, 0.5, "No follow-up step has fallen due yet", transform=ax.transAxes,
+                ha="center", va="center", color="#666")
+    followup_png = figure_png(fig)
+    recent = (pooled.sort_values(["rule_title", "period_start"]).groupby("rule_title").tail(6)
+              .assign(partial=lambda d: d["partial"].map({True: "not yet complete",
+                                                          False: ""})))
     latest = by_zip["month"].max() if len(by_zip) else ""
+    outcome_days = int(seed_values("lead_parameters", key="parameter")["outcome_window_days"])
     # every published table as a CSV beside the page (spreadsheet-safe), linked under its table
     data_dir = settings.outbox / "public" / "data"
     for name in PUBLISHED:
@@ -282,6 +354,15 @@ text-align:right}} th{{background:#f3f3f3}}</style></head><body>
 <h1>Lead follow-up indicators, as of {settings.as_of}</h1>
 <p>Counts from 1 to 10 are shown as – (suppressed), together with any figure that would let
 them be worked out. All figures are aggregate; no child can be identified here.</p>
+<h2>Follow-up steps taken in time</h2>
+<p>For each rule, the share of follow-up steps taken within their window. Months are shown
+where a month can be published; where it cannot, months are pooled into the quarter, or the
+year (the wider points, and the grain column). A hollow point is a period still under way.</p>
+<img alt="share of follow-up steps taken in time, by rule"
+ src="data:image/png;base64,{base64.b64encode(followup_png).decode()}">
+{_table(recent, ["rule_title", "period", "grain", "steps_due", "steps_in_time",
+                 "share_in_time", "partial"])}
+{download("policy_followup_pooled")}
 <h2>Children tested, by month</h2>
 <img alt="children tested each month" src="data:image/png;base64,{base64.b64encode(tested_png).decode()}">
 {_table(city.tail(12), ["month", "children_tested", "children_elevated", "children_confirmed",
@@ -292,7 +373,9 @@ them be worked out. All figures are aggregate; no child can be identified here.<
                                               "children_confirmed"])}
 {download("policy_lead_followup_by_zip")}
 <h2>What each contract bought</h2>
-{_table(tables["contract_outcomes"].sort_values(["contract_id", "month"]).groupby("contract_id").tail(3),
+<p>The latest months of each contract and the contract to date. "Not yet": a month still under
+way, or outcomes whose window ({outcome_days} days after the month) has not ended.</p>
+{_table(contract_rows(tables["contract_outcomes"]),
         ["contract_id", "provider_name", "month", "monthly_amount_usd", "services",
          "children_served", "lead_referred_children", "case_management_in_time",
          "next_test_lower", "cost_per_child_with_lower_next_test"])}

@@ -155,3 +155,39 @@ def test_the_public_folder_stands_alone_and_passes_its_suppression_check(
     (execution,) = record.values()
     assert execution.status.value == "SUCCEEDED"
     assert execution.event.asset_check_evaluation.passed
+
+
+def test_no_suppressed_count_can_be_worked_out_across_the_published_tables(
+        pipeline_run: Run) -> None:
+    """The differencing audit (tests/differencing_audit.py, written apart from the
+    suppression and pooling code): monthly by ZIP and band, city totals, pooled quarters and
+    years, and each organisation's monthly and pooled timeliness, read together."""
+    from tests.differencing_audit import followup_disclosures, timeliness_disclosures
+
+    with duckdb.connect(str(pipeline_run.data_dir / "warehouse.duckdb"), read_only=True) as wh:
+        assert followup_disclosures(wh, 11) == []
+        assert timeliness_disclosures(wh, 11) == []
+        pooled = wh.execute("select * from marts.policy_followup_pooled").df()
+    assert set(pooled["grain"]) <= {"month", "quarter", "year"}
+    # every published pooled figure could be published on its own
+    assert disclosed_small_cells(pooled, ["measure"], "period",
+                                 ["steps_due", "steps_in_time"],
+                                 [("steps_due", "steps_in_time")]) == []
+
+
+def test_the_audit_catches_a_pooled_quarter_that_gives_a_month_away() -> None:
+    """The audit can fail: a quarter published beside two of its three months."""
+    from tests.differencing_audit import System, _audit
+
+    s = System()
+    months = {"2026-01": (20, 12), "2026-02": (25, 15), "2026-03": (6, 2)}
+    for m, (due, in_time) in months.items():
+        s.var((m, "due"), due)
+        s.var((m, "in_time"), in_time)
+    for m in ("2026-01", "2026-02"):
+        s.publish(s.index[(m, "due")])
+        s.publish(s.index[(m, "in_time")])
+    pairs = [(s.index[(m, "due")], s.index[(m, "in_time")]) for m in months]
+    assert _audit(s, pairs, 11, "t") == []
+    s.known({s.index[(m, "due")]: 1.0 for m in months})  # the quarter's steps due
+    assert _audit(s, pairs, 11, "t") == ["t: ('2026-03', 'due') can be worked out"]
