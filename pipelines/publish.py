@@ -45,7 +45,42 @@ OCID_PREFIX = os.environ.get("PLUMBLINE_OCID_PREFIX", "ocds-plumbline")
 BUYER = os.environ.get("PLUMBLINE_BUYER_NAME", "City Health Department")
 
 
-def publish_all(settings: Settings) -> dict[str, object]:
+def write_dictionary(settings: Settings, manifest: Path) -> Path:
+    """outbox/public/dictionary/index.html: dbt's documentation of every model, source and
+    column, as one static page (`dbt docs generate --static`), built from the parsed manifest
+    without touching the warehouse (`--no-compile --empty-catalog`), so it holds descriptions
+    and lineage, never data. Rebuilt only when the manifest changes."""
+    import hashlib
+    import subprocess
+    import sys
+    import tempfile
+
+    target = settings.outbox / "public" / "dictionary" / "index.html"
+    stamp = hashlib.sha256(manifest.read_bytes()).hexdigest()
+    stamp_file = target.with_name(".manifest.sha256")
+    if target.exists() and stamp_file.exists() and stamp_file.read_text() == stamp:
+        return target
+    project = manifest.parent.parent
+    dbt = Path(sys.executable).with_name("dbt")
+    with tempfile.TemporaryDirectory(prefix="plumbline-dictionary-") as tmp:
+        shutil.copyfile(manifest, Path(tmp) / "manifest.json")
+        done = subprocess.run(
+            [str(dbt if dbt.exists() else "dbt"), "docs", "generate", "--static",
+             "--empty-catalog", "--no-compile", "--quiet", "--target-path", tmp,
+             "--project-dir", str(project), "--profiles-dir", str(project)],
+            capture_output=True, text=True, check=False,
+            env={**os.environ, "PLUMBLINE_DATA_DIR": str(settings.data_dir)})
+        built = Path(tmp) / "static_index.html"
+        if done.returncode != 0 or not built.exists():
+            raise RuntimeError("dbt docs generate failed to build the data dictionary:\n"
+                               + (done.stdout + done.stderr)[-1500:])
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(built, target)
+    stamp_file.write_text(stamp)
+    return target
+
+
+def publish_all(settings: Settings, manifest: Path | None = None) -> dict[str, object]:
     with (warehouse_lock(settings.data_dir),
           duckdb.connect(str(settings.warehouse_path), read_only=True) as wh):
         tables = {t: wh.execute(f"select * from marts.{t}").df() for t in PUBLISHED}
@@ -56,6 +91,8 @@ def publish_all(settings: Settings) -> dict[str, object]:
     package = write_ocds(settings, contracts, tables["contract_outcomes"])
     charts = {agency: write_personal_best(settings, agency, frame)
               for agency, frame in tables["agency_timeliness_pooled"].groupby("agency")}
+    if manifest is not None:
+        write_dictionary(settings, manifest)
     write_index(settings, tables, package, charts)
     share(settings.data_dir / "published")
     share(settings.outbox / "public")
@@ -385,7 +422,8 @@ way, or outcomes whose window ({outcome_days} days after the month) has not ende
 <li>Each organisation's own progress: <ul>{links}</ul></li>
 <li>Follow-up by band: <a href="data/policy_lead_followup_by_band.csv">CSV</a>; each
 organisation's timeliness by month: <a href="data/agency_timeliness_monthly.csv">CSV</a></li>
-<li>The data dictionary: run <code>dbt docs generate</code> in <code>dbt_project/</code> (see the README)</li></ul>
+<li><a href="dictionary/index.html">The data dictionary</a>: every table and column, how it
+is built and from what (dbt's documentation, one static page)</li></ul>
 </body></html>"""
     path = settings.outbox / "public" / "index.html"
     path.parent.mkdir(parents=True, exist_ok=True)

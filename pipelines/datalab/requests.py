@@ -166,7 +166,7 @@ def verdict(matched: int, bal: list[dict], cfg: dict[str, float], min_cell: int
     return True, (
         f"{matched} children in the program were each compared with up to "
         f"{int(cfg['controls_per_child'])} similar children with a confirmed elevated blood lead "
-        "level who were not in it. The figures are about those matched children only.")
+        "level who were not in it.")
 
 
 # ---------------------------------------------------------------- erasure

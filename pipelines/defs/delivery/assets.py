@@ -6,9 +6,9 @@ import duckdb
 from dagster_dbt import get_asset_key_for_model
 
 from pipelines.defs.resources import PlumblineSettings
-from pipelines.defs.warehouse.assets import plumbline_dbt
+from pipelines.defs.warehouse.assets import dbt_project, plumbline_dbt
 from pipelines.outbox import write_alert_lists
-from pipelines.publish import publish_all
+from pipelines.publish import PUBLISHED, publish_all
 from pipelines.suppression import disclosed_small_cells, published_table_specs
 
 
@@ -43,9 +43,7 @@ def alert_lists(context: dg.AssetExecutionContext, plumbline: PlumblineSettings
     group_name="delivery",
     owners=["team:data-engineering"],
     kinds={"parquet", "json", "html"},
-    deps=[get_asset_key_for_model([plumbline_dbt], m) for m in (
-        "policy_lead_followup_by_zip", "policy_lead_followup_by_band",
-        "agency_timeliness_monthly", "contract_outcomes")],
+    deps=[get_asset_key_for_model([plumbline_dbt], m) for m in PUBLISHED],
     check_specs=[dg.AssetCheckSpec(
         "no_small_cells_published", asset="published_outputs",
         description="No published table shows a count from 1 to 10, a single suppressed cell "
@@ -53,12 +51,13 @@ def alert_lists(context: dg.AssetExecutionContext, plumbline: PlumblineSettings
     description=(
         "What is published after each run: DATA_DIR/published/ (Parquet and a DuckDB file of "
         "the suppressed marts), the OCDS release package and the indicators page in "
-        "outbox/public/, and each agency's personal-best chart in `outbox/AGENCY/`."
+        "outbox/public/ with its data dictionary (dbt docs, static), and each organisation's "
+        "personal-best chart in `outbox/ORGANISATION/`."
     ),
 )
 def published_outputs(context: dg.AssetExecutionContext, plumbline: PlumblineSettings):
     settings = plumbline.settings()
-    out = publish_all(settings)
+    out = publish_all(settings, dbt_project.manifest_path)
     context.log.info(f"published version {out['version']}")
     yield dg.MaterializeResult(metadata={
         "version": dg.MetadataValue.text(str(out["version"])),
