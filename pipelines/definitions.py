@@ -11,6 +11,7 @@ from pipelines.defs.ingest.checks import freshness_checks
 from pipelines.defs.ingest.sensors import landing_sensor
 from pipelines.defs.linkage.assets import person_crosswalk
 from pipelines.defs.resources import PlumblineSettings
+from pipelines.defs.rules import rule_files
 from pipelines.defs.schedules import (
     daily_freshness_job,
     daily_freshness_schedule,
@@ -25,7 +26,7 @@ from pipelines.defs.warehouse.assets import (
 
 defs = dg.Definitions(
     assets=[*ingest_assets, person_crosswalk, warehouse_sources, plumbline_dbt, alert_lists,
-            published_outputs, *datalab_assets],
+            published_outputs, *datalab_assets, *rule_files],
     asset_checks=freshness_checks,
     jobs=[weekly_alert_lists_job, daily_freshness_job],
     schedules=[weekly_alert_lists_schedule, daily_freshness_schedule],

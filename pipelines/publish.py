@@ -89,8 +89,10 @@ def publish_all(settings: Settings, manifest: Path | None = None) -> dict[str, o
             "(partition by contract_id order by extract_date desc) = 1").df()
     version = publish_snapshot(settings.data_dir / "published", tables)
     package = write_ocds(settings, contracts, tables["contract_outcomes"])
-    charts = {agency: write_personal_best(settings, agency, frame)
-              for agency, frame in tables["agency_timeliness_pooled"].groupby("agency")}
+    pooled = tables["agency_timeliness_pooled"]
+    # every organisation with steps due gets its page, even when no period can be shown yet
+    charts = {agency: write_personal_best(settings, agency, pooled[pooled["agency"] == agency])
+              for agency in sorted(set(tables["agency_timeliness_monthly"]["agency"]))}
     if manifest is not None:
         write_dictionary(settings, manifest)
     write_index(settings, tables, package, charts)

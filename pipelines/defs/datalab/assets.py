@@ -33,7 +33,7 @@ LAB_MODELS = ("int_datalab__children", "int_datalab_events__blood_lead_test",
     group_name="datalab",
     owners=["team:data-engineering"],
     kinds={"duckdb", "splink"},
-    deps=["raw_datalab__cohort", "person_crosswalk"],
+    deps=["raw_datalab__cohort", "person_crosswalk", "linkage_settings"],
     description=(
         "Each new data-lab request's rows looked up among the integrated persons with the "
         "city's trained linkage model. The links stay in the request's own store; "
@@ -60,7 +60,8 @@ def datalab_links(context: dg.AssetExecutionContext, plumbline: PlumblineSetting
     group_name="datalab",
     owners=["team:data-engineering"],
     kinds={"json", "html"},
-    deps=["datalab_links", *(get_asset_key_for_model([plumbline_dbt], m) for m in LAB_MODELS)],
+    deps=["datalab_links", "datalab_settings", "datalab_strata", "datalab_outcomes",
+          *(get_asset_key_for_model([plumbline_dbt], m) for m in LAB_MODELS)],
     description=(
         "`outbox/PROVIDER/datalab/REPORT_ID.json` and `.html` for each linked request: the "
         "cohort against a matched comparison, balance before and after, each outcome of "
@@ -91,7 +92,7 @@ def datalab_reports(context: dg.AssetExecutionContext, plumbline: PlumblineSetti
     group_name="datalab",
     owners=["team:data-engineering"],
     kinds={"duckdb"},
-    deps=["datalab_reports"],
+    deps=["datalab_reports", "datalab_settings"],
     check_specs=[dg.AssetCheckSpec(
         "nothing_left_behind", asset="datalab_erasure",
         description="No erased request still has its own store, or its bytes in landing, and "

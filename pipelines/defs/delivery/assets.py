@@ -16,7 +16,8 @@ from pipelines.suppression import disclosed_small_cells, published_table_specs
     group_name="delivery",
     owners=["team:data-engineering"],
     kinds={"csv", "html"},
-    deps=[get_asset_key_for_model([plumbline_dbt], "lead_alerts")],
+    deps=[get_asset_key_for_model([plumbline_dbt], "lead_alerts"), "list_columns",
+          "agency_lists", "feed_cadence"],
     description=(
         "One list per organisation in `outbox/ORGANISATION/alerts_YYYYMMDD.csv` (health, "
         "housing, schools, each provider code): its own open alerts only, new since its last "

@@ -29,6 +29,7 @@ def _feed_asset(feed: Feed) -> dg.AssetsDefinition:
         group_name="ingest",
         owners=["team:data-engineering"],
         kinds={"duckdb", "csv"},
+        deps=["ingest_settings", "feed_cadence"],
         description=(
             (f"Vault table raw.{feed.name}: every accepted row of {feed.agency}'s "
              if feed.store == "vault" else

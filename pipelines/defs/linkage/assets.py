@@ -31,7 +31,7 @@ class LinkageConfig(dg.Config):
     ],
     owners=["team:data-engineering"],
     kinds={"duckdb", "splink"},
-    deps=PERSON_FEEDS,
+    deps=[*PERSON_FEEDS, "linkage_settings"],
     description=(
         "Vault table linkage.person_crosswalk (source, record_key, person_id): every "
         "person-record linked by a Splink model trained on the records themselves. person_ids "

@@ -65,6 +65,36 @@ def warehouse_sources(context: dg.AssetExecutionContext, plumbline: PlumblineSet
                                    metadata={"rows": dg.MetadataValue.int(len(frame))})
 
 
+def describe_test(node: Mapping[str, Any], table: str) -> str:
+    """A dbt test in one sentence, from its manifest node (name, column and arguments)."""
+    if node.get("description"):
+        return node["description"]
+    meta = node.get("test_metadata") or {}
+    kwargs = meta.get("kwargs") or {}
+    column = kwargs.get("column_name") or "the row"
+    name = meta.get("name") or node.get("name", "test")
+    if name == "not_null":
+        return f"Every row of {table} has a {column}."
+    if name == "unique":
+        return f"No two rows of {table} share a {column}."
+    if name == "accepted_values":
+        values = ", ".join(str(v) for v in kwargs.get("values") or [])
+        return f"{column} in {table} is always one of: {values}."
+    if name == "relationships":
+        field = kwargs.get("field", "")
+        target = str(kwargs.get("to", "")).replace("ref('", "").replace("')", "")
+        return f"Every {column} in {table} is found in {target}.{field}."
+    if name == "unique_combination_of_columns":
+        cols = ", ".join(kwargs.get("combination_of_columns") or [])
+        return f"No two rows of {table} share the same {cols} (one row per {cols})."
+    if name == "expression_is_true":
+        return f"In every row of {table}: {kwargs.get('expression', '')}."
+    first = (node.get("raw_code") or "").strip().splitlines()
+    comment = first[0].lstrip("-{# ").strip() if first and first[0].lstrip().startswith(
+        ("--", "{#")) else ""
+    return comment or f"dbt test {name} on {table}" + (f".{column}" if kwargs else "")
+
+
 class PlumblineDbtTranslator(DagsterDbtTranslator):
     """dbt models keep their table names as asset keys; groups follow the dbt layer and its
     folder, so the UI shows readable groups instead of one tangle; owners come from dbt `meta`
@@ -83,6 +113,14 @@ class PlumblineDbtTranslator(DagsterDbtTranslator):
             if folder in fqn:
                 return group
         return "intermediate"
+
+    def get_asset_check_spec(self, asset_spec, manifest, unique_id, project):
+        """dbt's generic tests carry no description; each check says in words what it holds."""
+        spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
+        if spec is None or spec.description:
+            return spec
+        node = manifest.get("nodes", {}).get(unique_id, {})
+        return spec._replace(description=describe_test(node, asset_spec.key.path[-1]))
 
     def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> list[str]:
         owner = (dbt_resource_props.get("meta") or {}).get("owner") or (
