@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 export PLUMBLINE_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: install demo run test ui lint clean chromium linkage-report bench bench-datalab
+.PHONY: install demo run test ui lint clean chromium linkage-report bench bench-datalab bench-public-town
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,9 +50,13 @@ linkage-report: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run --sizes 10000 100000 1000000 --results benchmarks/RESULTS.md
 
-## does the data lab recover planted program effects? 20 generated cities (not part of the tests)
+## does the data lab recover planted program effects? 40 towns and 10 cities (not part of the tests)
 bench-datalab: $(STAMP)
 	$(BIN)/python -m benchmarks.datalab --towns 40 --cities 10 --results benchmarks/DATALAB.md
+
+## what a small town's public page shows, and that nothing is disclosed (not part of the tests)
+bench-public-town: $(STAMP)
+	$(BIN)/python -m benchmarks.public_town --towns 3 --results benchmarks/PUBLIC_TOWN.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipelines linkage expectations tests

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -111,6 +112,13 @@ def test_asset_graph_shows_the_stages_and_a_materialization_can_be_inspected(ui:
         open_page(page, f"{ui}/assets/datalab_erasure?view=checks")
         expect(page.get_by_text("nothing_left_behind").first).to_be_visible(timeout=30_000)
         page.screenshot(path=str(SCREENSHOTS / "datalab_erasure_checks.png"))
+
+        # a dbt model is as first-class as the Python assets: owner, row count, columns
+        open_page(page, f"{ui}/assets/lead_alerts")
+        expect(page.get_by_text("Latest materialization").first).to_be_visible(timeout=30_000)
+        expect(page.get_by_text(re.compile(r"row count", re.I)).first).to_be_visible()
+        expect(page.get_by_text("assigned_organisation").first).to_be_visible()
+        page.screenshot(path=str(SCREENSHOTS / "dbt_lead_alerts.png"), full_page=True)
 
         # the run that `plumbline run` made is there, and it succeeded
         run_id = last_run_id(ui)
