@@ -61,7 +61,8 @@ def run_town(seed: int, root: Path) -> dict:
                                             [p for p in pairs if set(p) <= set(present)])
     per_rule = {}
     for _, r in rules.iterrows():
-        mine = pooled[(pooled["measure"] == r["measure"]) & pooled["share_in_time"].notna()]
+        mine = pooled[(pooled["measure"] == r["measure"])
+                      & (pooled["share_in_time"].notna() | pooled["share_bound"].notna())]
         due = int(facts[f"{r['measure']}_due"].sum())
         per_rule[r["title"]] = (len(mine), sorted(set(mine["grain"])), due)
     per_org = {a: len(g[g["share_in_time"].notna()]) for a, g in agencies.groupby("agency")}
@@ -72,7 +73,8 @@ def run_town(seed: int, root: Path) -> dict:
 def summarise(rows: list[dict]) -> str:
     lines = [f"# A small town's public page: {len(rows)} towns, as of {AS_OF}", "",
              "Written by `python -m benchmarks.public_town`; see its docstring.", "",
-             "| town seed | people | rule | periods with a share | grains | steps due in all |",
+             ("| town seed | people | rule | periods with a share (or its bound) | grains "
+             "| steps due in all |"),
              "|---:|---:|---|---:|---|---:|"]
     for r in rows:
         for title, (n, grains, due) in r["rules"].items():

@@ -12,17 +12,20 @@ published only when
   month it pooled.
 
 Periods that contain the as-of month are marked partial: steps falling due later in the month
-have not had their chance yet. Periods in which no step fell due are left out.
+have not had their chance yet. Periods in which no step fell due are left out. A year whose
+steps due can be shown but whose steps in time (or late) are fewer than k shows the bound that
+suppression already implies ("under 8%"), never the count.
 """
 
 from __future__ import annotations
 
+import math
 from datetime import date
 
 import pandas as pd
 
 PERIOD_COLUMNS = ["period", "grain", "period_start", "period_end", "steps_due",
-                  "steps_in_time", "share_in_time", "partial"]
+                  "steps_in_time", "share_in_time", "share_bound", "partial"]
 
 
 def _small(n: float, k: int) -> bool:
@@ -59,7 +62,7 @@ def pool_series(facts: pd.DataFrame, public: pd.DataFrame, as_of: date, k: int
     now = pd.Timestamp(as_of).to_period("M").to_timestamp()
     rows = []
 
-    def row(label: str, grain: str, months: pd.DataFrame) -> dict:
+    def row(label: str, grain: str, months: pd.DataFrame, bounded: bool = False) -> dict:
         start = months["month"].min()
         if grain == "month":
             end = start
@@ -68,10 +71,15 @@ def pool_series(facts: pd.DataFrame, public: pd.DataFrame, as_of: date, k: int
         else:
             end = pd.Timestamp(year=start.year, month=12, day=1)
         due, in_time = int(months["due"].sum()), int(months["in_time"].sum())
+        bound = None
+        if bounded:  # only what "fewer than k in time (or late)" already says
+            bound = (f"under {math.ceil(100 * k / due)}%" if in_time < k
+                     else f"over {math.floor(100 * (1 - k / due))}%")
         return {"period": label, "grain": grain, "period_start": start.date(),
-                "period_end": end.date(), "steps_due": due, "steps_in_time": in_time,
-                "share_in_time": round(in_time / due, 3) if due else None,
-                "partial": bool(end >= now)}
+                "period_end": end.date(), "steps_due": due,
+                "steps_in_time": None if bounded else in_time,
+                "share_in_time": None if bounded or not due else round(in_time / due, 3),
+                "share_bound": bound, "partial": bool(end >= now)}
 
     def known(months: pd.DataFrame) -> tuple[int, int]:
         hit = pub.loc[pub.index.isin(months["month"])]
@@ -102,6 +110,10 @@ def pool_series(facts: pd.DataFrame, public: pd.DataFrame, as_of: date, k: int
         if due and _publishable(due, in_time, k) and _leaves_nothing_small(due, in_time, kd,
                                                                              ki, k):
             rows.append(row(str(year), "year", in_year))
+        elif due >= k and not _small(due - kd, k) and (in_time < k) != (due - in_time < k):
+            # the steps due can be shown and only one of in time or late is small: the share
+            # is shown as the bound that suppression already implies ("under 8%")
+            rows.append(row(str(year), "year", in_year, bounded=True))
     return pd.DataFrame(rows, columns=PERIOD_COLUMNS)
 
 

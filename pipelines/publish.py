@@ -236,6 +236,15 @@ def share_trend(ax, frame: pd.DataFrame, label: str, colour: str) -> None:
         ax.scatter(x[part], y[part], s=size, facecolors="white", edgecolors=colour, zorder=3)
 
 
+def with_bounds(frame: pd.DataFrame) -> pd.Series:
+    """The share in time, or where its count is suppressed the bound that the suppression
+    already implies ("under 8%")."""
+    share = frame["share_in_time"].astype(object)
+    if "share_bound" in frame:
+        share = share.where(share.notna(), frame["share_bound"])
+    return share
+
+
 def personal_best_chart(agency: str, frame: pd.DataFrame) -> bytes:
     """A run chart of the organisation's own share of steps taken in time, by month where it
     can be published and pooled into quarters or years where not: its median line, its best
@@ -289,7 +298,8 @@ hollow point a period still under way (not yet complete).{html.escape(note)} Onl
 figures appear here.</p>
 <img alt="run chart of {html.escape(agency)}'s timeliness"
  src="data:image/png;base64,{base64.b64encode(png).decode()}">
-{_table(rows.assign(partial=rows["partial"].map({True: "not yet complete", False: ""})),
+{_table(rows.assign(partial=rows["partial"].map({True: "not yet complete", False: ""}),
+                   share_in_time=with_bounds(rows)),
         ["period", "grain", "steps_due", "steps_in_time", "share_in_time", "partial"])}
 </body></html>"""
     (folder / "personal_best.html").write_text(page, encoding="utf-8")
@@ -372,7 +382,8 @@ def write_index(settings: Settings, tables: dict[str, pd.DataFrame], package: Pa
     followup_png = figure_png(fig)
     recent = (pooled.sort_values(["rule_title", "period_start"]).groupby("rule_title").tail(6)
               .assign(partial=lambda d: d["partial"].map({True: "not yet complete",
-                                                          False: ""})))
+                                                          False: ""}),
+                      share_in_time=with_bounds))
     latest = by_zip["month"].max() if len(by_zip) else ""
     outcome_days = int(seed_values("lead_parameters", key="parameter")["outcome_window_days"])
     # every published table as a CSV beside the page (spreadsheet-safe), linked under its table

@@ -116,7 +116,7 @@ def test_asset_graph_shows_the_stages_and_a_materialization_can_be_inspected(ui:
         # a dbt model is as first-class as the Python assets: owner, row count, columns
         open_page(page, f"{ui}/assets/marts/lead_alerts")
         expect(page.get_by_text("Latest materialization").first).to_be_visible(timeout=30_000)
-        expect(page.get_by_text(re.compile(r"row count", re.I)).first).to_be_visible()
+        expect(page.get_by_text(re.compile(r"row count", re.IGNORECASE)).first).to_be_visible()
         expect(page.get_by_text("assigned_organisation").first).to_be_visible()
         page.screenshot(path=str(SCREENSHOTS / "dbt_lead_alerts.png"), full_page=True)
 
