@@ -3,7 +3,8 @@
 A small town's monthly follow-up counts are almost all under 11 and suppressed, so a page of
 months says nothing. For each series (a rule's steps due and in time, or one organisation's),
 each quarter is shown month by month when all three months are published, else as the quarter
-when that can be published, else the whole year is shown as one period. A pooled figure is
+when that can be published; a year with a quarter that can be neither is shown as one period
+when it can be, else as the months and quarters that could be. A pooled figure is
 published only when
 
 - its own counts could be published (due 0, or due, in time and late all 0 or at least k), and
@@ -114,6 +115,10 @@ def pool_series(facts: pd.DataFrame, public: pd.DataFrame, as_of: date, k: int
             # the steps due can be shown and only one of in time or late is small: the share
             # is shown as the bound that suppression already implies ("under 8%")
             rows.append(row(str(year), "year", in_year, bounded=True))
+        else:
+            # the year cannot be shown: its months and quarters that could be, each checked
+            # against what the monthly tables publish, still are
+            rows += [r for r in chosen if r["steps_due"]]
     return pd.DataFrame(rows, columns=PERIOD_COLUMNS)
 
 
