@@ -88,8 +88,9 @@ def _prepare(children: pd.DataFrame, settings: dict[str, float]) -> pd.DataFrame
     out["year"] = [str(d.year) for d in out["confirmation_date"]]
     out["age_months"] = out["age_months"].astype("float64")
     out["age_missing"] = out["age_months"].isna()
-    out["age_months"] = out["age_months"].fillna(out["age_months"].median())
-    out["prior_tests"] = out["prior_tests"].astype("float64")
+    median = out["age_months"].median()
+    out["age_months"] = out["age_months"].fillna(0.0 if pd.isna(median) else median)
+    out["prior_tests"] = out["prior_tests"].astype("float64").fillna(0.0)
     out["sex"] = out["sex"].fillna("U")
     return out
 

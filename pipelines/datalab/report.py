@@ -166,7 +166,9 @@ def payload(rep: Report, min_outcome: int) -> dict[str, Any]:
         "rows_sent": rep.counts.get("rows_sent", 0),
         "rows_rejected": rep.counts.get("rows_rejected", 0),
         "matched": f"<{rep.min_cell}" if rep.small(matched) else matched,
-        "eligible": (rep.counts.get("eligible", 0) if eligible_shown(groups) else None),
+        "eligible": (None if not eligible_shown(groups) else
+                     f"<{rep.min_cell}" if rep.small(rep.counts.get("eligible", 0))
+                     else rep.counts.get("eligible", 0)),
         "comparison": f"<{rep.min_cell}" if rep.small(comparison) else comparison,
         "comparison_pool": (f"<{rep.min_cell}" if rep.small(rep.counts.get("comparison_pool", 0))
                             else rep.counts.get("comparison_pool", 0)),
@@ -276,7 +278,8 @@ def who_paragraph(rep: Report, data: dict[str, Any]) -> str:
     rejected = (f" ({c['rows_rejected']:,} rows could not be read; see your receipt)"
                 if c["rows_rejected"] else "")
     if c["eligible"] is not None:
-        first = (f"{shown_matched} of the {c['eligible']:,} eligible children were matched, "
+        first = (f"{shown_matched} of the {rep.shown(rep.counts.get('eligible', 0))} eligible "
+                 "children were matched, "
                  "and the figures below are about those matched children only.")
     else:
         first = (f"{shown_matched} eligible children were matched, and the figures below are "
