@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -202,13 +202,16 @@ def needs_training(model_path: Path, n_records: int, retrain: bool) -> bool:
 
 def train_and_cluster(records: pd.DataFrame, threshold: float, model_path: Path,
                       seed: int = 42, cannot: set[frozenset[str]] | None = None,
-                      retrain: bool = False) -> tuple[pd.DataFrame, dict]:
+                      retrain: bool = False, memory_limit: str = "6GB"
+                      ) -> tuple[pd.DataFrame, dict]:
     """Predict pairs with the city's model (training it first if needed) and cluster them at
     `threshold`, honouring `cannot`. Only identifiers leave this function."""
     con = duckdb.connect(":memory:")
     con.execute("SET enable_progress_bar = false")
     # bounded memory, spilling beside the model (in the data dir), never into the cwd
-    con.execute(f"SET memory_limit = '{os.environ.get('PLUMBLINE_LINKAGE_MEMORY', '6GB')}'")
+    if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", memory_limit.strip(), re.IGNORECASE):
+        raise ValueError(f"linkage memory limit {memory_limit!r} is not a size such as 6GB")
+    con.execute(f"SET memory_limit = '{memory_limit.strip()}'")
     spill = model_path.parent / "spill"
     spill.mkdir(parents=True, exist_ok=True)
     con.execute(f"SET temp_directory = '{spill.as_posix()}'")

@@ -102,7 +102,8 @@ def new_person_id(taken: set[str]) -> str:
 
 
 def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: float,
-                records_sql: str, retrain: bool = False) -> dict[str, int]:
+                records_sql: str, retrain: bool = False, memory_limit: str = "6GB"
+                ) -> dict[str, int]:
     """Relink every person-record in the vault; returns counts (never identities).
 
     `threshold` is the match probability at which two records are one person, and
@@ -120,7 +121,8 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
     new_cannot = record_feedback_cannot_links(con)
     cannot = stored_cannot_links(con)
     clusters, stats = train_and_cluster(records, threshold, model_dir / MODEL_FILE,
-                                        cannot=cannot, retrain=retrain)
+                                        cannot=cannot, retrain=retrain,
+                                        memory_limit=memory_limit)
     have_prior = con.execute(
         "select count(*) from information_schema.tables "
         "where table_schema = 'linkage' and table_name = 'person_crosswalk'").fetchall()[0][0]

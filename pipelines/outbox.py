@@ -221,12 +221,12 @@ def agency_of(organisation: str) -> str:
     return organisation if organisation in KINDS else "providers"
 
 
-def weekly_capacity(organisation: str) -> int:
-    """An organisation's cap: its own seed row, else its agency's, overridden by
-    PLUMBLINE_WEEKLY_CAPACITY ("providers=25,HHN=10"); 0 means no cap."""
+def weekly_capacity(organisation: str, overrides: str = "") -> int:
+    """An organisation's cap: its own seed row, else its agency's, overridden by the
+    deployment's setting (PLUMBLINE_WEEKLY_CAPACITY, "providers=25,HHN=10"); 0 means no cap."""
     with open(SEEDS / "agency_lists.csv", newline="") as fh:
         caps = {r["organisation"]: int(r["weekly_capacity"]) for r in csv.DictReader(fh)}
-    for part in filter(None, os.environ.get("PLUMBLINE_WEEKLY_CAPACITY", "").split(",")):
+    for part in filter(None, overrides.split(",")):
         name, _, value = part.partition("=")
         caps[name.strip()] = int(value)
     return caps.get(organisation, caps.get(agency_of(organisation), 0))
@@ -344,7 +344,7 @@ def write_alert_lists(settings: Settings, feeds: tuple[Feed, ...] = FEEDS
                                       if "provider_client" in {c.source for c in columns}
                                       else None).df()
                 frame = triage(frame, previously_listed(vault, organisation, settings.as_of))
-                cap = weekly_capacity(organisation)
+                cap = weekly_capacity(organisation, settings.weekly_capacity)
                 shown = frame if cap <= 0 else frame.head(cap)
                 held = frame.iloc[len(shown):]["section"].value_counts().to_dict()
                 listing = AgencyList(organisation, settings.as_of,

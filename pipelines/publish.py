@@ -41,8 +41,6 @@ PUBLISHED = ("policy_lead_followup_by_zip", "policy_lead_followup_by_band",
              "policy_followup_pooled", "agency_timeliness_monthly", "agency_timeliness_pooled",
              "contract_outcomes")
 KEEP_VERSIONS = 5
-OCID_PREFIX = os.environ.get("PLUMBLINE_OCID_PREFIX", "ocds-plumbline")
-BUYER = os.environ.get("PLUMBLINE_BUYER_NAME", "City Health Department")
 
 
 def write_dictionary(settings: Settings, manifest: Path) -> Path:
@@ -134,7 +132,9 @@ def _value(v: float | None) -> dict | None:
     return None if v is None or pd.isna(v) else {"amount": float(v), "currency": "USD"}
 
 
-def ocds_release(contract: pd.Series, outcomes: pd.DataFrame, as_of: date) -> dict:
+def ocds_release(contract: pd.Series, outcomes: pd.DataFrame, as_of: date,
+                 ocid_prefix: str = "ocds-plumbline", buyer: str = "City Health Department"
+                 ) -> dict:
     cid = str(contract["contract_id"])
     codes = list(contract["service_codes"]) if contract["service_codes"] is not None else []
     supplier = {"id": str(contract["provider_code"]), "name": str(contract["provider_name"])}
@@ -160,15 +160,15 @@ def ocds_release(contract: pd.Series, outcomes: pd.DataFrame, as_of: date) -> di
     period = {"startDate": f"{pd.Timestamp(contract['start_date']).date()}T00:00:00Z",
               "endDate": f"{pd.Timestamp(contract['end_date']).date()}T23:59:59Z"}
     return {
-        "ocid": f"{OCID_PREFIX}-{cid}",
+        "ocid": f"{ocid_prefix}-{cid}",
         "id": f"{cid}-{as_of:%Y%m%d}",
         "date": f"{as_of}T00:00:00Z",
         "tag": ["contract", "implementation"],
         "initiationType": "tender",
         "language": "en",
-        "parties": [{"id": "buyer", "name": BUYER, "roles": ["buyer"]},
+        "parties": [{"id": "buyer", "name": buyer, "roles": ["buyer"]},
                     {**supplier, "roles": ["supplier"]}],
-        "buyer": {"id": "buyer", "name": BUYER},
+        "buyer": {"id": "buyer", "name": buyer},
         "awards": [{"id": f"{cid}-award", "status": "active", "value": _value(
             contract["amount_usd"]), "suppliers": [supplier], "contractPeriod": period}],
         "contracts": [{
@@ -185,15 +185,16 @@ def ocds_release(contract: pd.Series, outcomes: pd.DataFrame, as_of: date) -> di
 
 def write_ocds(settings: Settings, contracts: pd.DataFrame, outcomes: pd.DataFrame) -> Path:
     package = {
-        "uri": f"{OCID_PREFIX}/release_package_{settings.as_of:%Y%m%d}.json",
+        "uri": f"{settings.ocid_prefix}/release_package_{settings.as_of:%Y%m%d}.json",
         "version": "1.1",
         # the data's as-of date, so the same data always gives the same bytes
         "publishedDate": f"{settings.as_of}T00:00:00Z",
-        "publisher": {"name": BUYER},
+        "publisher": {"name": settings.buyer_name},
         "license": "https://creativecommons.org/publicdomain/zero/1.0/",
         "extensions": [("https://raw.githubusercontent.com/open-contracting-extensions/"
                        "ocds_metric_extension/master/extension.json")],
-        "releases": [ocds_release(c, outcomes, settings.as_of) for _, c in contracts.iterrows()],
+        "releases": [ocds_release(c, outcomes, settings.as_of, settings.ocid_prefix,
+                                  settings.buyer_name) for _, c in contracts.iterrows()],
     }
     path = settings.outbox / "public" / "ocds" / f"release_package_{settings.as_of:%Y%m%d}.json"
     path.parent.mkdir(parents=True, exist_ok=True)

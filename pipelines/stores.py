@@ -35,10 +35,18 @@ DEFAULT_DATA_DIR = REPO_ROOT / "data"
 
 @dataclass(frozen=True)
 class Settings:
+    """Every setting of a deployment, read once (`load_settings`) from the PLUMBLINE_*
+    environment variables listed in the README; nothing else reads the environment."""
+
     landing: Path
     data_dir: Path
     as_of: date
     pseudonym_key: bytes
+    ocid_prefix: str = "ocds-plumbline"  # PLUMBLINE_OCID_PREFIX: the city's OCDS prefix
+    buyer_name: str = "City Health Department"  # PLUMBLINE_BUYER_NAME: OCDS buyer/publisher
+    linkage_memory: str = "6GB"  # PLUMBLINE_LINKAGE_MEMORY: DuckDB memory bound of linkage
+    weekly_capacity: str = ""  # PLUMBLINE_WEEKLY_CAPACITY: "providers=25,HHN=10" overrides
+    timezone: str = "UTC"  # PLUMBLINE_TIMEZONE: the schedules' time zone (IANA name)
 
     @property
     def vault_path(self) -> Path:
@@ -133,7 +141,19 @@ def load_settings() -> Settings:
     landing = landing_from_env()
     as_of_text = os.environ.get("PLUMBLINE_AS_OF", "").strip()
     as_of = date.fromisoformat(as_of_text) if as_of_text else date.today()
-    return Settings(landing, data_dir, as_of, pseudonym_key(data_dir))
+    env = os.environ
+    return Settings(landing, data_dir, as_of, pseudonym_key(data_dir),
+                    ocid_prefix=env.get("PLUMBLINE_OCID_PREFIX", "").strip() or "ocds-plumbline",
+                    buyer_name=(env.get("PLUMBLINE_BUYER_NAME", "").strip()
+                                or "City Health Department"),
+                    linkage_memory=env.get("PLUMBLINE_LINKAGE_MEMORY", "").strip() or "6GB",
+                    weekly_capacity=env.get("PLUMBLINE_WEEKLY_CAPACITY", "").strip(),
+                    timezone=timezone_from_env())
+
+
+def timezone_from_env() -> str:
+    """PLUMBLINE_TIMEZONE, the zone the schedules run in (default UTC)."""
+    return os.environ.get("PLUMBLINE_TIMEZONE", "").strip() or "UTC"
 
 
 def pseudonym_key(data_dir: Path) -> bytes:

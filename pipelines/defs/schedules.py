@@ -1,12 +1,12 @@
 """When things run on their own: the weekly lists and the daily freshness checks."""
 
-import os
-
 import dagster as dg
 
 from pipelines.defs.ingest.checks import freshness_checks
+from pipelines.stores import timezone_from_env
 
-TIMEZONE = os.environ.get("PLUMBLINE_TIMEZONE", "UTC")
+# a schedule's time zone is part of its definition, so it is read when the definitions load
+TIMEZONE = timezone_from_env()
 
 weekly_alert_lists_job = dg.define_asset_job(
     "weekly_alert_lists",
