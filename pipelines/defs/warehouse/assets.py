@@ -84,6 +84,11 @@ def describe_test(node: Mapping[str, Any], table: str) -> str:
         field = kwargs.get("field", "")
         target = str(kwargs.get("to", "")).replace("ref('", "").replace("')", "")
         return f"Every {column} in {table} is found in {target}.{field}."
+    if name == "grain":
+        cols = ", ".join(kwargs.get("columns") or [])
+        if kwargs.get("unique", True):
+            return f"One row of {table} per {cols}, none of them missing."
+        return f"Every row of {table} has its {cols}."
     if name == "unique_combination_of_columns":
         cols = ", ".join(kwargs.get("combination_of_columns") or [])
         return f"No two rows of {table} share the same {cols} (one row per {cols})."
