@@ -35,7 +35,6 @@ from datetime import UTC, date, datetime
 
 import duckdb
 import pandas as pd
-from jinja2 import Environment, PackageLoader, select_autoescape
 
 from pipelines.csvsafe import atomic_text, write_csv
 from pipelines.feeds import (
@@ -50,6 +49,7 @@ from pipelines.feeds import (
     person_feeds,
 )
 from pipelines.freshness import stale_by_agency
+from pipelines.pages import render
 from pipelines.stores import SEEDS_DIR as SEEDS
 from pipelines.stores import Settings, connect, has_table, warehouse_lock
 from pipelines.warehouse import pseudonym
@@ -395,9 +395,6 @@ def _text(value: object) -> str:
     return str(value)
 
 
-_TEMPLATES = Environment(loader=PackageLoader("pipelines", "templates"),
-                         autoescape=select_autoescape(["html", "j2"]),
-                         trim_blocks=True, lstrip_blocks=True)
 
 
 def bands() -> list[dict[str, str]]:
@@ -424,7 +421,7 @@ def render_html(listing: AgencyList) -> str:
         sections.append({"key": s, "title": SECTION_TITLES[s], "rows": rows,
                          "held_back": listing.held_back.get(s, 0)})
     stamp = listing.as_of.strftime("%Y%m%d")
-    return _TEMPLATES.get_template("alert_list.html.j2").render(
+    return render("alert_list.html.j2",
         organisation=listing.organisation, as_of=listing.as_of,
         as_of_text=f"{listing.as_of:%d %B %Y}", sections=sections, total=len(listing.rows),
         held_back=listing.held_back_total, capacity=listing.capacity, stale=listing.stale,

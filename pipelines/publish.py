@@ -17,7 +17,6 @@ Only the suppressed, aggregate marts are published; nothing here can name a chil
 from __future__ import annotations
 
 import base64
-import html
 import io
 import json
 import os
@@ -30,6 +29,7 @@ import matplotlib
 import pandas as pd
 
 from pipelines.csvsafe import write_csv
+from pipelines.pages import render
 from pipelines.stores import Settings, seed_values, share, warehouse_lock
 from pipelines.suppression import FOLLOWUP_PAIRS
 
@@ -284,25 +284,15 @@ def write_personal_best(settings: Settings, agency: str, frame: pd.DataFrame) ->
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "personal_best.png").write_bytes(png)
     pooled = sorted(set(frame["grain"]) - {"month"})
-    note = (f" Where a month alone has too few steps to show, months are pooled into "
-            f"{' and '.join(g + 's' for g in pooled)} (the wider points)." if pooled else "")
     rows = frame.sort_values("period_start").tail(12)
-    page = f"""<!doctype html><html lang=en><head><meta charset=utf-8>
-<title>{html.escape(agency)}: your timeliness against your own past</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:60em}}
-table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:.2em .5em}}</style>
-</head><body>
-<h1>{html.escape(agency)}: your timeliness against your own past</h1>
-<p>Each point is the share of your lead follow-up steps taken within their window, for the
-period they fell due. The dashed line is your own median; the green point your best period; a
-hollow point a period still under way (not yet complete).{html.escape(note)} Only your own
-figures appear here.</p>
-<img alt="run chart of {html.escape(agency)}'s timeliness"
- src="data:image/png;base64,{base64.b64encode(png).decode()}">
-{_table(rows.assign(partial=rows["partial"].map({True: "not yet complete", False: ""}),
-                   share_in_time=with_bounds(rows)),
-        ["period", "grain", "steps_due", "steps_in_time", "share_in_time", "partial"])}
-</body></html>"""
+    page = render(
+        "personal_best.html.j2", organisation=agency, png=base64.b64encode(png).decode(),
+        pooled=" and ".join(g + "s" for g in pooled),
+        periods=table(rows.assign(partial=rows["partial"].map({True: "not yet complete",
+                                                              False: ""}),
+                                  share_in_time=with_bounds(rows)),
+                      ["period", "grain", "steps_due", "steps_in_time", "share_in_time",
+                       "partial"]))
     (folder / "personal_best.html").write_text(page, encoding="utf-8")
     # the public copy: the public folder stands alone and links into no organisation's folder
     public = settings.outbox / "public" / "personal_best"
@@ -330,12 +320,11 @@ def shown(column: str, value: object) -> str:
     return str(value)
 
 
-def _table(frame: pd.DataFrame, columns: list[str]) -> str:
-    head = "".join(f"<th>{html.escape(c.replace('_', ' '))}</th>" for c in columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(shown(c, r[c]))}</td>" for c in columns) + "</tr>"
-        for _, r in frame.iterrows())
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+def table(frame: pd.DataFrame, columns: list[str]) -> dict[str, list]:
+    """A published table for a page template: column labels and formatted cells (escaped by
+    the template)."""
+    return {"columns": [c.replace("_", " ") for c in columns],
+            "rows": [[shown(c, r[c]) for c in columns] for _, r in frame.iterrows()]}
 
 
 SERVICE_COLUMNS = ("services", "children_served", "lead_referred_children",
@@ -392,53 +381,23 @@ def write_index(settings: Settings, tables: dict[str, pd.DataFrame], package: Pa
     for name in PUBLISHED:
         write_csv(tables[name], data_dir / f"{name}.csv")
 
-    def download(name: str) -> str:
-        return f'<p><a href="data/{name}.csv">Download the whole table (CSV)</a></p>'
-
-    links = "".join(f'<li><a href="personal_best/{html.escape(a)}.html">{html.escape(a)}</a></li>'
-                    for a in sorted(charts))
-    page = f"""<!doctype html><html lang=en><head><meta charset=utf-8>
-<title>Lead follow-up indicators</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:75em}}
-table{{border-collapse:collapse;margin:1em 0}} td,th{{border:1px solid #ccc;padding:.3em .6em;
-text-align:right}} th{{background:#f3f3f3}}</style></head><body>
-<h1>Lead follow-up indicators, as of {settings.as_of}</h1>
-<p>Counts from 1 to 10 are shown as – (suppressed), together with any figure that would let
-them be worked out. All figures are aggregate; no child can be identified here.</p>
-<h2>Follow-up steps taken in time</h2>
-<p>For each rule, the share of follow-up steps taken within their window. Months are shown
-where a month can be published; where it cannot, months are pooled into the quarter, or the
-year (the wider points, and the grain column). A hollow point is a period still under way.</p>
-<img alt="share of follow-up steps taken in time, by rule"
- src="data:image/png;base64,{base64.b64encode(followup_png).decode()}">
-{_table(recent, ["rule_title", "period", "grain", "steps_due", "steps_in_time",
-                 "share_in_time", "partial"])}
-{download("policy_followup_pooled")}
-<h2>Children tested, by month</h2>
-<img alt="children tested each month" src="data:image/png;base64,{base64.b64encode(tested_png).decode()}">
-{_table(city.tail(12), ["month", "children_tested", "children_elevated", "children_confirmed",
-                        *(f"share_{in_time}" for _, in_time in FOLLOWUP_PAIRS)])}
-{download("policy_lead_followup_by_zip")}
-<h2>By ZIP, {html.escape(str(latest))}</h2>
-{_table(by_zip[by_zip["month"] == latest], ["zip5", "children_tested", "children_elevated",
-                                              "children_confirmed"])}
-{download("policy_lead_followup_by_zip")}
-<h2>What each contract bought</h2>
-<p>The latest months of each contract and the contract to date. "Not yet": a month still under
-way, or outcomes whose window ({outcome_days} days after the month) has not ended.</p>
-{_table(contract_rows(tables["contract_outcomes"]),
-        ["contract_id", "provider_name", "month", "monthly_amount_usd", "services",
-         "children_served", "lead_referred_children", "case_management_in_time",
-         "next_test_lower", "cost_per_child_with_lower_next_test"])}
-{download("contract_outcomes")}
-<h2>More</h2>
-<ul><li><a href="ocds/{package.name}">The contracts as open data (OCDS 1.1 release package)</a></li>
-<li>Each organisation's own progress: <ul>{links}</ul></li>
-<li>Follow-up by band: <a href="data/policy_lead_followup_by_band.csv">CSV</a>; each
-organisation's timeliness by month: <a href="data/agency_timeliness_monthly.csv">CSV</a></li>
-<li><a href="dictionary/index.html">The data dictionary</a>: every table and column, how it
-is built and from what (dbt's documentation, one static page)</li></ul>
-</body></html>"""
+    page = render(
+        "indicators.html.j2", as_of=settings.as_of, package=package.name,
+        organisations=sorted(charts), outcome_days=outcome_days, latest=str(latest),
+        followup_png=base64.b64encode(followup_png).decode(),
+        tested_png=base64.b64encode(tested_png).decode(),
+        followup=table(recent, ["rule_title", "period", "grain", "steps_due", "steps_in_time",
+                                "share_in_time", "partial"]),
+        city=table(city.tail(12), ["month", "children_tested", "children_elevated",
+                                   "children_confirmed",
+                                   *(f"share_{in_time}" for _, in_time in FOLLOWUP_PAIRS)]),
+        by_zip=table(by_zip[by_zip["month"] == latest],
+                     ["zip5", "children_tested", "children_elevated", "children_confirmed"]),
+        contracts=table(contract_rows(tables["contract_outcomes"]),
+                        ["contract_id", "provider_name", "month", "monthly_amount_usd",
+                         "services", "children_served", "lead_referred_children",
+                         "case_management_in_time", "next_test_lower",
+                         "cost_per_child_with_lower_next_test"]))
     path = settings.outbox / "public" / "index.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
