@@ -8,7 +8,6 @@ difference with its interval, and the balance of the matched groups. It names no
 from __future__ import annotations
 
 import base64
-import html
 import json
 import math
 import textwrap
@@ -23,6 +22,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from pipelines.datalab.matching import OutcomeResult
+from pipelines.pages import render
 from pipelines.publish import figure_png
 
 
@@ -123,6 +123,9 @@ def sentence(r: OutcomeResult, min_cell: int, min_outcome: int) -> str:
         return (f"Whether children {r.label}: not reported, because only {r.pairs} matched "
                 f"children have had the full window by now (at least {min_outcome} are "
                 "needed).")
+    if not r.small_cells and r.treated_with == 0 and r.comparison_with == 0:
+        return (f"No child in either group {r.label} ({r.pairs} matched children whose window "
+                "has ended): there is no difference to measure.")
     power = (f"With {r.pairs} matched children, this comparison could reliably detect a "
              f"difference of about {points(r.detectable)} points or more. ")
     if r.small_cells:
@@ -266,102 +269,57 @@ def chart(rep: Report) -> bytes:
     return figure_png(fig)
 
 
-def who_paragraph(rep: Report, data: dict[str, Any]) -> str:
+def who(rep: Report, data: dict[str, Any]) -> dict[str, Any]:
     """Who the figures speak for, and who was left out and why: no count from 1 to 10, and no
     pair of shown totals whose difference is one."""
-    e = html.escape
     c = data["counts"]
-    sent = f"{c['rows_sent']:,}"
-    read = c["rows_sent"] - c["rows_rejected"]
     matched = rep.counts.get("matched", 0)
-    shown_matched = rep.shown(matched)
-    rejected = (f" ({c['rows_rejected']:,} rows could not be read; see your receipt)"
-                if c["rows_rejected"] else "")
-    if c["eligible"] is not None:
-        first = (f"{shown_matched} of the {rep.shown(rep.counts.get('eligible', 0))} eligible "
-                 "children were matched, "
-                 "and the figures below are about those matched children only.")
-    else:
-        first = (f"{shown_matched} eligible children were matched, and the figures below are "
-                 "about them only.")
-    items = "".join(
-        f"<li>{'the rest' if g['children'] is None else format(g['children'], ',')}: "
-        f"{e('; or '.join(g['reasons']))}</li>" for g in c["left_out"])
-    left = (f"<p>Left out, of the {read:,} rows read:</p><ul>{items}</ul>" if items else
-            "<p>Nobody you sent was left out.</p>")
-    levels = "".join(f"<li>{pct(x['share_of_matched'])} matched exactly on "
-                     f"{e(x['exactly_on'])}</li>" for x in data["matched_exactly_on"])
-    comparison = rep.shown(rep.counts.get("comparison", 0))
-    pool = rep.shown(rep.counts.get("comparison_pool", 0))
-    compare = (f"<p>They were compared with {comparison} similar children (worth "
-               f"{rep.effective_comparison:.0f} children once their weights are counted), chosen "
-               f"from {pool} with a confirmed elevated level who were not in your list.</p>"
-               f"<ul class=small>{levels}</ul><p class=small>Matching specification balance chose: "
-               f"{e(rep.design)}.</p>" if matched else "")
-    return f"<p>You sent {sent} children{rejected}. {first}</p>{left}{compare}"
+    return {
+        "sent": f"{c['rows_sent']:,}",
+        "rejected": f"{c['rows_rejected']:,}" if c["rows_rejected"] else "",
+        "read": f"{c['rows_sent'] - c['rows_rejected']:,}",
+        "matched": rep.shown(matched),
+        "eligible": (rep.shown(rep.counts.get("eligible", 0)) if c["eligible"] is not None
+                     else ""),
+        "left_out": [{"children": "the rest" if g["children"] is None
+                      else f"{g['children']:,}", "reasons": "; or ".join(g["reasons"])}
+                     for g in c["left_out"]],
+        "compared": bool(matched),
+        "comparison": rep.shown(rep.counts.get("comparison", 0)),
+        "pool": rep.shown(rep.counts.get("comparison_pool", 0)),
+        "effective": f"{rep.effective_comparison:.0f}",
+        "levels": [f"{pct(x['share_of_matched'])} matched exactly on {x['exactly_on']}"
+                   for x in data["matched_exactly_on"]],
+    }
 
 
 def page(rep: Report, data: dict[str, Any]) -> str:
-    e = html.escape
-    sentences = "".join(f"<li>{e(o['sentence'])}</li>" for o in data["outcomes"]
-                        if "sentence" in o)
-    rows = ""
+    rows = []
     if rep.figures_given:
         for o in data["outcomes"]:
             if "difference" in o:
                 shares = ((pct(o["program_share"]), pct(o["comparison_share"]))
                           if "program_share" in o else ("not shown", "not shown"))
-                rows += (f"<tr><td>{e(o['label'])}</td><td>{o['pairs']}</td>"
-                         f"<td>{shares[0]}</td><td>{shares[1]}</td>"
-                         f"<td>{100 * o['difference']:+.0f}</td>"
-                         f"<td>{100 * o['ci_low']:+.0f} to {100 * o['ci_high']:+.0f}</td>"
-                         f"<td>{100 * o['detectable_difference']:.0f}</td></tr>")
+                rows.append({"reported": True, "cells": [
+                    o["label"], o["pairs"], shares[0], shares[1],
+                    f"{100 * o['difference']:+.0f}",
+                    f"{100 * o['ci_low']:+.0f} to {100 * o['ci_high']:+.0f}",
+                    f"{100 * o['detectable_difference']:.0f}"]})
             else:
-                rows += (f"<tr><td>{e(o['label'])}</td><td colspan=6>not reported (see "
-                         "above)</td></tr>")
-    table = (f"""<table><tr><th>outcome</th><th>matched children</th><th>program</th>
-<th>similar children</th><th>difference (points)</th><th>{100 * rep.confidence:.0f}% interval</th>
-<th>detectable (points)</th></tr>{rows}</table>
-<p class=small>Matched children: those in the program whose outcome window (and a comparison
-child's) had ended by {rep.as_of}; a window still running cannot be counted yet. Detectable: the
-smallest difference this comparison would find {100 * rep.power:.0f}% of the time.</p>"""
-             if rows else "")
-    lines = [
-        f"<tr><td>{e(b['covariate'])}</td><td>{_fmt(b['before'])}</td>"
-        f"<td class={'bad' if b['after'] is not None and abs(b['after']) > rep.max_smd else 'ok'}>"
-        f"{_fmt(b['after'])}</td></tr>" for b in data["balance"]]
+                rows.append({"reported": False, "label": o["label"]})
+    lines = [{"covariate": b["covariate"], "before": _fmt(b["before"]),
+              "after": _fmt(b["after"]),
+              "state": "bad" if b["after"] is not None and abs(b["after"]) > rep.max_smd
+              else "ok"} for b in data["balance"]]
     half = (len(lines) + 1) // 2
-    head = "<tr><th>covariate</th><th>before</th><th>after</th></tr>"
-    bal = "".join(f"<table>{head}{''.join(part)}</table>"
-                  for part in (lines[:half], lines[half:]) if part)
-    png = base64.b64encode(chart(rep)).decode()
-    return f"""<!doctype html><html lang=en><head><meta charset=utf-8>
-<title>Data lab report {e(rep.report_id)}: {e(rep.program)}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:1.5em;max-width:56em;font-size:11.5px}}
-h1{{font-size:19px;margin:.2em 0}}h2{{font-size:14px;margin:.5em 0 .2em}}p,ul{{margin:.3em 0}}
-table{{border-collapse:collapse;margin:.3em 0}}td,th{{border:1px solid #ccc;padding:1px 5px;
-text-align:left}}.bad{{color:#b22222;font-weight:bold}}.ok{{color:#2e6b3a}}
-img{{max-width:100%;max-height:9em}}.balance{{display:flex;gap:1.5em;align-items:flex-start}}
-.small{{font-size:10px;color:#555}}@page{{size:A4;margin:10mm}}
-@media print{{body{{margin:0}}}}</style></head><body>
-<h1>What did {e(rep.program)} change?</h1>
-<p class=small>Report {e(rep.report_id)} for {e(rep.provider)}, request {e(rep.file_name)}
-received {rep.received_at:%Y-%m-%d}; outcomes as of {rep.as_of}.</p>
-<p><b>{e(rep.headline)}</b></p>
-<h2>Who these figures speak for</h2>
-{who_paragraph(rep, data)}
-<h2>What differed</h2>
-<ul>{sentences}</ul>
-{table}
-<img alt="difference for each outcome with its interval" src="data:image/png;base64,{png}">
-<h2>Were the groups alike?</h2>
-<p class=small>Standardised differences (program minus comparison), before and after matching;
-after matching every one must be within ±{rep.max_smd:g} for the report to give figures.</p>
-<div class=balance>{bal}</div>
-<p class=small><b>{e(LIMITS)}</b></p>
-<p class=small>{e(method(rep))} What you sent is erased as soon as this report is written; your
-receipt says when.</p>
-</body></html>"""
+    return render(
+        "datalab_report.html.j2", r=rep, received=f"{rep.received_at:%Y-%m-%d}",
+        who=who(rep, data), sentences=[o["sentence"] for o in data["outcomes"]
+                                       if "sentence" in o],
+        rows=rows, confidence=f"{100 * rep.confidence:.0f}", power=f"{100 * rep.power:.0f}",
+        png=base64.b64encode(chart(rep)).decode(), max_smd=f"{rep.max_smd:g}",
+        balance=[part for part in (lines[:half], lines[half:]) if part],
+        limits=LIMITS, method=method(rep))
 
 
 def _fmt(x: float | None) -> str:
