@@ -109,3 +109,36 @@ def constrained_clusters(members: Iterable[str], edges: Iterable[tuple[str, str,
         group[ra] |= group.pop(rb)
         forbidden[ra] |= forbidden.pop(rb)
     return {m: find(m) for m in parent}
+
+
+REVIEW_DDL = """
+create table if not exists linkage.review_decisions (
+    uid_a varchar, uid_b varchar, decision varchar, decided_by varchar, decided_at timestamp
+)
+"""
+DECISIONS = ("SAME", "DIFFERENT")
+
+
+def review_decisions(con: duckdb.DuckDBPyConnection
+                     ) -> tuple[set[frozenset[str]], set[frozenset[str]]]:
+    """A reviewer's answers on queued pairs, the latest per pair: (must-links: the same
+    person; cannot-links: not the same). Every later run honours them."""
+    con.execute("create schema if not exists linkage")
+    con.execute(REVIEW_DDL)
+    rows = con.execute(
+        "select uid_a, uid_b, arg_max(decision, decided_at) from linkage.review_decisions "
+        "group by all").fetchall()
+    must = {frozenset((a, b)) for a, b, d in rows if d == "SAME" and a != b}
+    cannot = {frozenset((a, b)) for a, b, d in rows if d == "DIFFERENT" and a != b}
+    return must, cannot
+
+
+def record_review_decision(con: duckdb.DuckDBPyConnection, uid_a: str, uid_b: str,
+                           decision: str, decided_by: str) -> None:
+    """Save one answer (who and when with it); the next run honours it."""
+    if decision not in DECISIONS:
+        raise ValueError(f"a review decision is one of {DECISIONS}, not {decision!r}")
+    con.execute("create schema if not exists linkage")
+    con.execute(REVIEW_DDL)
+    con.execute("insert into linkage.review_decisions values (?, ?, ?, ?, ?)",
+                [uid_a, uid_b, decision, decided_by, datetime.now(UTC).replace(tzinfo=None)])

@@ -202,10 +202,13 @@ def needs_training(model_path: Path, n_records: int, retrain: bool) -> bool:
 
 def train_and_cluster(records: pd.DataFrame, threshold: float, model_path: Path,
                       seed: int = 42, cannot: set[frozenset[str]] | None = None,
-                      retrain: bool = False, memory_limit: str = "6GB"
+                      retrain: bool = False, memory_limit: str = "6GB",
+                      must: set[frozenset[str]] | None = None, review_size: int = 0
                       ) -> tuple[pd.DataFrame, dict]:
     """Predict pairs with the city's model (training it first if needed) and cluster them at
-    `threshold`, honouring `cannot`. Only identifiers leave this function."""
+    `threshold`, honouring `cannot` (never one person) and then `must` (one person, unless
+    that would join a cannot pair). `review_size`: how many undecided pairs nearest the
+    threshold to return for clerical review. Only identifiers leave this function."""
     con = duckdb.connect(":memory:")
     con.execute("SET enable_progress_bar = false")
     # bounded memory, spilling beside the model (in the data dir), never into the cwd
@@ -234,19 +237,18 @@ def train_and_cluster(records: pd.DataFrame, threshold: float, model_path: Path,
         pairs, threshold_match_probability=threshold)
     out = clusters.as_pandas_dataframe()[["unique_id", "cluster_id"]]
     split = _honour_cannot_links(con, out, pairs.physical_name, threshold, cannot or set())
+    joined = _honour_must_links(out, must or set(), cannot or set())
     evidence = link_evidence(con, pairs.physical_name, model, out, threshold)
+    review = review_candidates(con, pairs.physical_name, model, out, threshold, review_size,
+                               (must or set()) | (cannot or set()))
     con.close()
     return out, {"pairs_linked": len(evidence), "clusters_split_by_cannot_links": split,
-                 "model_trained": int(trained), "evidence": evidence}
+                 "clusters_joined_by_must_links": joined,
+                 "model_trained": int(trained), "evidence": evidence, "review": review}
 
 
-def link_evidence(con: duckdb.DuckDBPyConnection, pairs: str, model: dict,
-                  clusters: pd.DataFrame, threshold: float) -> pd.DataFrame:
-    """Each link inside a final cluster: its weight, and each field's comparison in words.
-
-    Splink reports each comparison's match weight (`mw_<field>`); the level it came from is
-    the one whose trained weight log2(m/u) it equals. A missing value weighs exactly 0.
-    """
+def _levels(model: dict) -> dict[str, tuple[np.ndarray, list[str]]]:
+    """Each comparison's trained levels: their weights log2(m/u) and their labels."""
     levels: dict[str, tuple[np.ndarray, list[str]]] = {}
     for c in model["comparisons"]:
         name = c["output_column_name"]
@@ -260,6 +262,81 @@ def link_evidence(con: duckdb.DuckDBPyConnection, pairs: str, model: dict,
             ws.append(np.log2(m / u))
             words.append(lv["label_for_charts"])
         levels[name] = (np.array(ws), words)
+    return levels
+
+
+def _explain(frame: pd.DataFrame, levels: dict[str, tuple[np.ndarray, list[str]]]) -> list[str]:
+    """Each pair's fields in words with their weights ("first_name: exact (+6.1); ...")."""
+    columns = []
+    for name, (ws, words) in levels.items():
+        mw = frame[f"mw_{name}"].to_numpy(dtype="float64")
+        nearest = np.abs(mw[:, None] - ws[None, :]).argmin(axis=1) if len(ws) else []
+        columns.append([f"{name}: {words[i]} ({w:+.1f})" if w != 0 else ""
+                        for i, w in zip(nearest, mw, strict=True)])
+    if not columns:
+        return [""] * len(frame)
+    return ["; ".join(p for p in parts if p) for parts in zip(*columns, strict=True)]
+
+
+def review_candidates(con: duckdb.DuckDBPyConnection, pairs: str, model: dict,
+                      clusters: pd.DataFrame, threshold: float, size: int,
+                      decided: set[frozenset[str]]) -> pd.DataFrame:
+    """The `size` undecided pairs whose match weight is nearest the threshold's, each with its
+    fields in words and whether the final clusters put the two records together."""
+    cols = ["unique_id_l", "unique_id_r", "match_weight", "match_probability", "comparison",
+            "linked"]
+    if size <= 0:
+        return pd.DataFrame(columns=cols)
+    levels = _levels(model)
+    at = float(np.log2(threshold / (1 - threshold)))
+    frame = con.execute(
+        f"select unique_id_l, unique_id_r, match_weight, match_probability, "
+        f"{', '.join(f'mw_{n}' for n in levels)} from {pairs} "
+        f"order by abs(match_weight - ?), unique_id_l, unique_id_r limit ?",
+        [at, size + len(decided)]).df()
+    keep = [frozenset((a, b)) not in decided
+            for a, b in zip(frame["unique_id_l"], frame["unique_id_r"], strict=True)]
+    frame = frame[keep].head(size).reset_index(drop=True)
+    cluster_of = dict(zip(clusters["unique_id"], clusters["cluster_id"], strict=True))
+    out = frame[["unique_id_l", "unique_id_r", "match_weight", "match_probability"]].copy()
+    out["comparison"] = _explain(frame, levels)
+    out["linked"] = [cluster_of.get(a) == cluster_of.get(b)
+                     for a, b in zip(out["unique_id_l"], out["unique_id_r"], strict=True)]
+    return out[cols]
+
+
+def _honour_must_links(clusters: pd.DataFrame, must: set[frozenset[str]],
+                       cannot: set[frozenset[str]]) -> int:
+    """Join, in place, the clusters of each must-link pair (a reviewer said: one person),
+    unless the joined cluster would hold a cannot-link pair; returns how many joins."""
+    cluster_of = dict(zip(clusters["unique_id"], clusters["cluster_id"], strict=True))
+    members: dict[str, set[str]] = {}
+    for uid, cid in cluster_of.items():
+        members.setdefault(cid, set()).add(uid)
+    joined = 0
+    for pair in sorted(must, key=sorted):
+        a, b = sorted(pair)
+        if a not in cluster_of or b not in cluster_of or cluster_of[a] == cluster_of[b]:
+            continue
+        ca, cb = cluster_of[a], cluster_of[b]
+        if any(frozenset((x, y)) in cannot for x in members[ca] for y in members[cb]):
+            continue
+        for uid in members[cb]:
+            cluster_of[uid] = ca
+        members[ca] |= members.pop(cb)
+        joined += 1
+    clusters["cluster_id"] = clusters["unique_id"].map(cluster_of)
+    return joined
+
+
+def link_evidence(con: duckdb.DuckDBPyConnection, pairs: str, model: dict,
+                  clusters: pd.DataFrame, threshold: float) -> pd.DataFrame:
+    """Each link inside a final cluster: its weight, and each field's comparison in words.
+
+    Splink reports each comparison's match weight (`mw_<field>`); the level it came from is
+    the one whose trained weight log2(m/u) it equals. A missing value weighs exactly 0.
+    """
+    levels = _levels(model)
     frame = con.execute(
         f"select unique_id_l, unique_id_r, match_weight, match_probability, "
         f"{', '.join(f'mw_{n}' for n in levels)} from {pairs} where match_probability >= ?",
@@ -268,14 +345,8 @@ def link_evidence(con: duckdb.DuckDBPyConnection, pairs: str, model: dict,
     same = [cluster_of[a] == cluster_of[b]
             for a, b in zip(frame["unique_id_l"], frame["unique_id_r"], strict=True)]
     frame = frame[same]
-    columns = []
-    for name, (ws, words) in levels.items():
-        mw = frame[f"mw_{name}"].to_numpy(dtype="float64")
-        nearest = np.abs(mw[:, None] - ws[None, :]).argmin(axis=1) if len(ws) else []
-        columns.append([f"{name}: {words[i]} ({w:+.1f})" if w != 0 else ""
-                        for i, w in zip(nearest, mw, strict=True)])
     out = frame[["unique_id_l", "unique_id_r", "match_weight", "match_probability"]].copy()
-    out["comparison"] = ["; ".join(p for p in parts if p) for parts in zip(*columns, strict=True)]
+    out["comparison"] = _explain(frame, levels)
     return out.reset_index(drop=True)
 
 

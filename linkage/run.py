@@ -21,7 +21,11 @@ import duckdb
 import pandas as pd
 
 from linkage import standardise as S
-from linkage.constraints import record_feedback_cannot_links, stored_cannot_links
+from linkage.constraints import (
+    record_feedback_cannot_links,
+    review_decisions,
+    stored_cannot_links,
+)
 
 
 def standardise_records(raw: pd.DataFrame) -> pd.DataFrame:
@@ -102,8 +106,8 @@ def new_person_id(taken: set[str]) -> str:
 
 
 def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: float,
-                records_sql: str, retrain: bool = False, memory_limit: str = "6GB"
-                ) -> dict[str, int]:
+                records_sql: str, retrain: bool = False, memory_limit: str = "6GB",
+                review_size: int = 0) -> dict[str, int]:
     """Relink every person-record in the vault; returns counts (never identities).
 
     `threshold` is the match probability at which two records are one person, and
@@ -120,9 +124,12 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
     records = standardise_records(raw)
     new_cannot = record_feedback_cannot_links(con)
     cannot = stored_cannot_links(con)
+    must, reviewed_apart = review_decisions(con)
+    cannot |= reviewed_apart
     clusters, stats = train_and_cluster(records, threshold, model_dir / MODEL_FILE,
                                         cannot=cannot, retrain=retrain,
-                                        memory_limit=memory_limit)
+                                        memory_limit=memory_limit, must=must,
+                                        review_size=review_size)
     have_prior = con.execute(
         "select count(*) from information_schema.tables "
         "where table_schema = 'linkage' and table_name = 'person_crosswalk'").fetchall()[0][0]
@@ -137,6 +144,10 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
     pid_of = dict(zip(records["unique_id"], records["person_id"], strict=True))
     evidence = stats.pop("evidence")
     evidence.insert(0, "person_id", evidence["unique_id_l"].map(pid_of))
+    review = stats.pop("review")
+    review.insert(0, "queued_at", datetime.now(UTC).replace(tzinfo=None))
+    review["person_id_l"] = review["unique_id_l"].map(pid_of)
+    review["person_id_r"] = review["unique_id_r"].map(pid_of)
 
     persons = best_values(con, records)
     now = datetime.now(UTC).replace(tzinfo=None)
@@ -146,7 +157,7 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
     try:
         for name, frame in (("person_records", records.drop(columns=["first_aliases"])),
                             ("person_crosswalk", crosswalk), ("persons", persons),
-                            ("link_evidence", evidence)):
+                            ("link_evidence", evidence), ("review_queue", review)):
             con.register("frame", frame)
             con.execute(f"create or replace table linkage.{name} as select * from frame")
             con.unregister("frame")
@@ -178,6 +189,9 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
             "pairs_linked": stats["pairs_linked"], "model_trained": stats["model_trained"],
             "cannot_links": len(cannot), "new_cannot_links": new_cannot,
             "clusters_split_by_cannot_links": stats["clusters_split_by_cannot_links"],
+            "must_links": len(must),
+            "clusters_joined_by_must_links": stats["clusters_joined_by_must_links"],
+            "review_queue": len(review),
             "largest_cluster": int(sizes.max()) if len(sizes) else 0,
             "linked_share": linked_share,
             "previous_linked_share": previous[0][0] if previous else None}

@@ -3,6 +3,7 @@
     plumbline generate OUT --people N --seed S --as-of DATE [--mess clean|normal|messy]
     plumbline run          materialize every asset from PLUMBLINE_LANDING into PLUMBLINE_DATA_DIR
     plumbline datalab      answer pending data-lab requests on the warehouse as last built
+    plumbline review       work the linkage review queue in a browser (127.0.0.1 only)
     plumbline demo         generate a small city into the data dir and run it
     plumbline rotate-key   change the pseudonym key on purpose and re-key every pseudonym
 
@@ -234,6 +235,26 @@ def datalab_summary(settings: Settings) -> str:
     return "\n".join(lines)
 
 
+def cmd_review(args: argparse.Namespace) -> int:
+    """Serve the linkage review queue on 127.0.0.1 until interrupted."""
+    from pipelines.review import serve
+
+    settings = load_settings()
+    if not settings.vault_path.exists():
+        print("There is no vault yet: run `plumbline run` once first.", file=sys.stderr)
+        return 2
+    server = serve(settings, args.port)
+    print(f"Linkage review queue: http://127.0.0.1:{server.server_address[1]}/ "
+          "(Ctrl-C to stop)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
 def cmd_datalab(args: argparse.Namespace) -> int:
     """Answer pending data-lab requests without rebuilding the warehouse (the sensor's run)."""
     from dagster import AssetKey
@@ -337,6 +358,11 @@ def main(argv: list[str] | None = None) -> int:
     lab = sub.add_parser("datalab", help="answer pending data-lab requests (link, report, "
                                          "erase) on the warehouse as last built")
     lab.set_defaults(func=cmd_datalab)
+
+    rv = sub.add_parser("review", help="work the linkage review queue in a browser: the pairs "
+                                       "the last run was least sure of (127.0.0.1 only)")
+    rv.add_argument("--port", type=int, default=8765)
+    rv.set_defaults(func=cmd_review)
 
     k = sub.add_parser("rotate-key", help="change the pseudonym key on purpose (old key in "
                                           "PLUMBLINE_OLD_PSEUDONYM_KEY, new in "

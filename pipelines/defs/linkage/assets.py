@@ -45,7 +45,8 @@ def person_crosswalk(context: dg.AssetExecutionContext, config: LinkageConfig,
         stats = run_linkage(vault, settings.linkage_dir,
                             linkage_setting("match_probability_threshold"),
                             person_records_sql(), retrain=config.retrain,
-                            memory_limit=settings.linkage_memory)
+                            memory_limit=settings.linkage_memory,
+                            review_size=int(linkage_setting("review_queue_size")))
     context.log.info(
         f"linked {stats['records']} records into {stats['persons']} persons "
         f"({stats['new_person_ids']} new ids, largest cluster {stats['largest_cluster']})")

@@ -1,0 +1,82 @@
+"""The clerical review queue, as a data engineer works it: in Debian's Chromium, one answer,
+and the next run's people follow it."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import duckdb
+
+from tests.conftest import PLUMBLINE, Run, plumbline_env, run_cli
+
+
+def person_of(vault: Path, uid: str) -> str:
+    source, key = uid.split(":", 1)
+    with duckdb.connect(str(vault), read_only=True) as con:
+        return con.execute("select person_id from linkage.person_crosswalk where source = ? "
+                           "and record_key = ?", [source, key]).fetchone()[0]
+
+
+def test_an_answer_in_the_review_queue_changes_the_next_runs_people(
+        pipeline_run: Run, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_ui_browser import ARGS, CHROMIUM
+
+    data = tmp_path / "data"
+    shutil.copytree(pipeline_run.data_dir, data)
+    env = plumbline_env(data, pipeline_run.city.landing)
+    vault = data / "vault.duckdb"
+    with duckdb.connect(str(vault), read_only=True) as con:
+        queued = con.execute("select count(*) from linkage.review_queue").fetchone()[0]
+        first_names = {r[0] for r in con.execute(
+            "select first_name from linkage.person_records where first_name is not null "
+            "and length(first_name) >= 4").fetchall()}
+    assert queued > 0
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([str(PLUMBLINE), "review", "--port", str(port)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "Linkage review queue" in server.stdout.readline()
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{port}/")
+            first = page.locator(".pair").first
+            uid_a, uid_b = first.get_attribute("data-pair").split("|")
+            linked = "linked them as one child" in first.inner_text()
+            assert "How each field compared, and its weight" in first.inner_text()
+            answer = "Not the same child" if linked else "The same child"
+            first.get_by_role("button", name=answer).click()
+            page.wait_for_url("**/?saved=*")
+            assert "Saved:" in page.inner_text("body")
+            # answered pairs leave the queue
+            assert page.locator(f'.pair[data-pair="{uid_a}|{uid_b}"]').count() == 0
+            browser.close()
+    finally:
+        server.terminate()
+        _, log = server.communicate(timeout=15)
+    # the server's log holds methods and paths, never a name
+    assert "review: POST /decide" in log
+    assert not [n for n in first_names if n in log]
+    with duckdb.connect(str(vault), read_only=True) as con:
+        (decision, who), = con.execute(
+            "select decision, decided_by from linkage.review_decisions").fetchall()
+    assert decision == ("DIFFERENT" if linked else "SAME") and who
+
+    done = run_cli("run", env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    same = person_of(vault, uid_a) == person_of(vault, uid_b)
+    assert same is not linked  # the answer was honoured
+    with duckdb.connect(str(vault), read_only=True) as con:
+        still = con.execute("select count(*) from linkage.review_queue where "
+                            "(unique_id_l = ? and unique_id_r = ?) or "
+                            "(unique_id_l = ? and unique_id_r = ?)",
+                            [uid_a, uid_b, uid_b, uid_a]).fetchone()[0]
+    assert still == 0
