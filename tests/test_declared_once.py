@@ -54,9 +54,8 @@ def _health_rows(landing: Path) -> dict[Path, list[dict]]:
             for path in sorted((landing / "health").glob("blood_lead_*.csv"))}
 
 
-def test_a_declared_feed_reaches_linkage_the_warehouse_and_a_list(city: City, tmp_path: Path,
-                                                                   monkeypatch) -> None:
-    monkeypatch.setenv("PLUMBLINE_WEEKLY_CAPACITY", "housing=0")  # the whole list
+def test_a_declared_feed_reaches_linkage_the_warehouse_and_a_list(city: City,
+                                                                   tmp_path: Path) -> None:
     landing, data = tmp_path / "landing", tmp_path / "data"
     shutil.copytree(city.landing, landing)
     planted = city.planted()
@@ -93,7 +92,8 @@ def test_a_declared_feed_reaches_linkage_the_warehouse_and_a_list(city: City, tm
                         "Little Steps", "2026-01-05"])
 
     # every stage, as its asset runs it, with the fixture registry
-    settings = Settings(landing, data, AS_OF, b"test-key-not-secret")
+    settings = Settings(landing, data, AS_OF, b"test-key-not-secret",
+                        weekly_capacity="housing=0")  # the whole list
     from pipelines.ingest import ingest_feed
     from pipelines.outbox import write_alert_lists
     from pipelines.warehouse import build_sources, write_sources
