@@ -87,10 +87,10 @@ def _in_child(target, *args) -> dict:
 
 def _link_city(landing: Path, data_dir: Path, keep) -> pd.DataFrame:
     """Ingest the person feeds whose files pass `keep`, link, return the crosswalk."""
-    from linkage.run import run_linkage
-    from pipelines.feeds import ENROLLMENT, HEALTH, RESIDENTS, SERVICES, person_records_sql
+    from pipelines.feeds import ENROLLMENT, HEALTH, RESIDENTS, SERVICES
     from pipelines.ingest import ingest_feed, pending_files
-    from pipelines.stores import Settings, connect, linkage_setting
+    from pipelines.linking import relink
+    from pipelines.stores import Settings, connect
 
     settings = Settings(landing, data_dir, AS_OF, b"quality-report")
     for feed in (HEALTH, RESIDENTS, ENROLLMENT, SERVICES):
@@ -99,9 +99,7 @@ def _link_city(landing: Path, data_dir: Path, keep) -> pd.DataFrame:
         ingest_feed(settings, feed, only=files)
     with connect(settings.vault_path) as con:
         t = time.perf_counter()
-        stats = run_linkage(con, data_dir / "linkage",
-                            linkage_setting("match_probability_threshold"), person_records_sql(),
-                            review_size=int(linkage_setting("review_queue_size")))
+        stats = relink(con, settings)
         stats["link_seconds"] = round(time.perf_counter() - t, 2)
         cw = con.execute("select source || ':' || record_key as unique_id, person_id "
                          "from linkage.person_crosswalk").df()
@@ -144,9 +142,8 @@ def simulated_review(data_dir: Path, truth: pd.DataFrame) -> dict:
     """A reviewer who answers every queued pair from the ground truth, then the next run
     (the model reused): pairwise scores after one round of review."""
     from linkage.constraints import record_review_decision
-    from linkage.run import run_linkage
-    from pipelines.feeds import person_records_sql
-    from pipelines.stores import connect, linkage_setting
+    from pipelines.linking import relink
+    from pipelines.stores import Settings, connect
 
     true_of = dict(zip(truth.unique_id, truth.true_person_id, strict=True))
     with connect(data_dir / "vault.duckdb") as con:
@@ -157,8 +154,7 @@ def simulated_review(data_dir: Path, truth: pd.DataFrame) -> dict:
             answer = "SAME" if true_of.get(a) == true_of.get(b) else "DIFFERENT"
             answers[answer] += 1
             record_review_decision(con, a, b, answer, "simulated reviewer (ground truth)")
-        run_linkage(con, data_dir / "linkage", linkage_setting("match_probability_threshold"),
-                    person_records_sql(), review_size=int(linkage_setting("review_queue_size")))
+        relink(con, Settings(data_dir / "landing", data_dir, AS_OF, b"quality-report"))
         cw = con.execute("select source || ':' || record_key as unique_id, "
                          "person_id as cluster_id from linkage.person_crosswalk").df()
     scores = pairwise(cw, truth[["unique_id", "true_person_id"]])

@@ -203,12 +203,16 @@ def needs_training(model_path: Path, n_records: int, retrain: bool) -> bool:
 def train_and_cluster(records: pd.DataFrame, threshold: float, model_path: Path,
                       seed: int = 42, cannot: set[frozenset[str]] | None = None,
                       retrain: bool = False, memory_limit: str = "6GB",
-                      must: set[frozenset[str]] | None = None, review_size: int = 0
+                      must: set[frozenset[str]] | None = None, review_size: int = 0,
+                      rosters: dict[str, int] | None = None, overwhelming: float = 1.0
                       ) -> tuple[pd.DataFrame, dict]:
     """Predict pairs with the city's model (training it first if needed) and cluster them at
     `threshold`, honouring `cannot` (never one person) and then `must` (one person, unless
     that would join a cannot pair). `review_size`: how many undecided pairs nearest the
-    threshold to return for clerical review. Only identifiers leave this function."""
+    threshold to return for clerical review. `rosters`: source -> how many leading parts of
+    the record key (split on '-') name a roster; two records of one roster are kept apart
+    unless their own match probability is at least `overwhelming`. Only identifiers leave
+    this function."""
     con = duckdb.connect(":memory:")
     con.execute("SET enable_progress_bar = false")
     # bounded memory, spilling beside the model (in the data dir), never into the cwd
@@ -236,13 +240,17 @@ def train_and_cluster(records: pd.DataFrame, threshold: float, model_path: Path,
     clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
         pairs, threshold_match_probability=threshold)
     out = clusters.as_pandas_dataframe()[["unique_id", "cluster_id"]]
-    split = _honour_cannot_links(con, out, pairs.physical_name, threshold, cannot or set())
+    apart = roster_cannot_links(con, out, pairs.physical_name, rosters or {}, overwhelming,
+                                must or set())
+    split = _honour_cannot_links(con, out, pairs.physical_name, threshold,
+                                 (cannot or set()) | apart)
     joined = _honour_must_links(out, must or set(), cannot or set())
     evidence = link_evidence(con, pairs.physical_name, model, out, threshold)
     review = review_candidates(con, pairs.physical_name, model, out, threshold, review_size,
                                (must or set()) | (cannot or set()))
     con.close()
     return out, {"pairs_linked": len(evidence), "clusters_split_by_cannot_links": split,
+                 "roster_pairs_kept_apart": len(apart),
                  "clusters_joined_by_must_links": joined,
                  "model_trained": int(trained), "evidence": evidence, "review": review}
 
@@ -303,6 +311,42 @@ def review_candidates(con: duckdb.DuckDBPyConnection, pairs: str, model: dict,
     out["linked"] = [cluster_of.get(a) == cluster_of.get(b)
                      for a, b in zip(out["unique_id_l"], out["unique_id_r"], strict=True)]
     return out[cols]
+
+
+def roster_group(uid: str, rosters: dict[str, int]) -> str | None:
+    """The roster a record belongs to under the roster rule, or None."""
+    source, _, key = uid.partition(":")
+    if source not in rosters:
+        return None
+    parts = rosters[source]
+    return f"{source}:{'-'.join(key.split('-')[:parts])}" if parts else source
+
+
+def roster_cannot_links(con: duckdb.DuckDBPyConnection, clusters: pd.DataFrame, pairs: str,
+                        rosters: dict[str, int], overwhelming: float,
+                        must: set[frozenset[str]]) -> set[frozenset[str]]:
+    """Two records of one roster (one school's students, one household's members) in one
+    cluster are two people: a cannot-link for this run, unless their own match probability is
+    overwhelming or a reviewer said they are one."""
+    if not rosters:
+        return set()
+    frame = clusters.assign(group=[roster_group(u, rosters) for u in clusters["unique_id"]])
+    frame = frame[frame["group"].notna()]
+    crowded = frame[frame.duplicated(["cluster_id", "group"], keep=False)]
+    candidates = []
+    for _, members in crowded.groupby(["cluster_id", "group"]):
+        ids = sorted(members["unique_id"])
+        candidates += [(a, b) for i, a in enumerate(ids) for b in ids[i + 1:]]
+    if not candidates:
+        return set()
+    con.register("roster_pairs", pd.DataFrame(candidates, columns=["a", "b"]))
+    strong = {frozenset(p) for p in con.execute(
+        f"select r.a, r.b from roster_pairs as r join {pairs} as p on "
+        "((p.unique_id_l = r.a and p.unique_id_r = r.b) or "
+        "(p.unique_id_l = r.b and p.unique_id_r = r.a)) "
+        "where p.match_probability >= ?", [overwhelming]).fetchall()}
+    con.unregister("roster_pairs")
+    return {frozenset(p) for p in candidates} - strong - must
 
 
 def _honour_must_links(clusters: pd.DataFrame, must: set[frozenset[str]],

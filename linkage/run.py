@@ -107,7 +107,8 @@ def new_person_id(taken: set[str]) -> str:
 
 def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: float,
                 records_sql: str, retrain: bool = False, memory_limit: str = "6GB",
-                review_size: int = 0) -> dict[str, int]:
+                review_size: int = 0, rosters: dict[str, int] | None = None,
+                overwhelming: float = 1.0) -> dict[str, int]:
     """Relink every person-record in the vault; returns counts (never identities).
 
     `threshold` is the match probability at which two records are one person, and
@@ -129,7 +130,8 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
     clusters, stats = train_and_cluster(records, threshold, model_dir / MODEL_FILE,
                                         cannot=cannot, retrain=retrain,
                                         memory_limit=memory_limit, must=must,
-                                        review_size=review_size)
+                                        review_size=review_size, rosters=rosters,
+                                        overwhelming=overwhelming)
     have_prior = con.execute(
         "select count(*) from information_schema.tables "
         "where table_schema = 'linkage' and table_name = 'person_crosswalk'").fetchall()[0][0]
@@ -192,6 +194,7 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
             "must_links": len(must),
             "clusters_joined_by_must_links": stats["clusters_joined_by_must_links"],
             "review_queue": len(review),
+            "roster_pairs_kept_apart": stats["roster_pairs_kept_apart"],
             "largest_cluster": int(sizes.max()) if len(sizes) else 0,
             "linked_share": linked_share,
             "previous_linked_share": previous[0][0] if previous else None}

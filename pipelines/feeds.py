@@ -113,6 +113,9 @@ class PersonRecord:
     roles: tuple[tuple[str, str], ...]  # (role, column)
     described_as: str = ""  # in words, where a list says an address came from ("school roster")
     dated_by: str | None = None  # the column dating what a row says (default: its extract)
+    # a roster: two of its records are two people (unless the evidence is overwhelming) when
+    # they share the first this-many key columns (0: the whole roster; None: no such rule)
+    distinct_within: int | None = None
 
     def column(self, role: str) -> str | None:
         return dict(self.roles).get(role)
@@ -254,7 +257,7 @@ RESIDENTS = Feed(
     person=PersonRecord("housing", ("household_id", "member_seq"), (
         ("first_name", "first_name"), ("last_name", "last_name"), ("dob", "dob"),
         ("street_line", "address"), ("unit", "unit"), ("zip", "zip")),
-        described_as="housing roster"),
+        described_as="housing roster", distinct_within=1),  # one household lists each once
 )
 
 ENROLLMENT = Feed(
@@ -284,7 +287,8 @@ ENROLLMENT = Feed(
     person=PersonRecord("schools", ("StudentID",), (
         ("first_name", "FirstName"), ("middle_name", "MiddleName"), ("last_name", "LastName"),
         ("dob", "BirthDate"), ("sex", "Gender"), ("street_line", "HomeAddress"),
-        ("zip", "Zip")), described_as="school roster"),
+        ("zip", "Zip")), described_as="school roster",
+        distinct_within=0),  # the district gives each student one StudentID
 )
 
 SERVICES = Feed(
@@ -392,6 +396,13 @@ def person_feeds(feeds: tuple[Feed, ...] = FEEDS) -> list[Feed]:
     """The feeds whose rows are person-records (the data lab's requests are looked up, never
     linked)."""
     return [f for f in feeds if f.person is not None and f.store == "vault"]
+
+
+def distinct_rosters(feeds: tuple[Feed, ...] = FEEDS) -> dict[str, int]:
+    """Linkage source -> how many leading record-key parts name a roster whose records are
+    different people (for linkage's roster rule)."""
+    return {f.person.source: f.person.distinct_within for f in person_feeds(feeds)
+            if f.person.distinct_within is not None}
 
 
 def person_records_sql(feeds: tuple[Feed, ...] = FEEDS) -> str:

@@ -21,8 +21,8 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from pipelines.feeds import FEEDS, Feed, Field, PersonRecord, person_records_sql
-from pipelines.stores import Settings, connect, linkage_setting
+from pipelines.feeds import FEEDS, Feed, Field, PersonRecord
+from pipelines.stores import Settings, connect
 from tests.conftest import AS_OF, City, plumbline_env
 
 CHILDCARE = Feed(
@@ -100,11 +100,10 @@ def test_a_declared_feed_reaches_linkage_the_warehouse_and_a_list(city: City,
 
     for feed in (f for f in REGISTRY if f.store == "vault"):
         ingest_feed(settings, feed)
-    from linkage.run import run_linkage
+    from pipelines.linking import relink
 
     with connect(settings.vault_path) as vault:
-        run_linkage(vault, settings.linkage_dir, linkage_setting("match_probability_threshold"),
-                    person_records_sql(REGISTRY))
+        relink(vault, settings, feeds=REGISTRY)
         tables = build_sources(vault, settings.pseudonym_key, REGISTRY)
     with connect(settings.warehouse_path) as wh:
         write_sources(wh, tables)

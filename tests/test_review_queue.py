@@ -10,7 +10,7 @@ from pathlib import Path
 
 import duckdb
 
-from tests.conftest import PLUMBLINE, Run, plumbline_env
+from tests.conftest import AS_OF, PLUMBLINE, Run, plumbline_env
 
 
 def person_of(vault: Path, uid: str) -> str:
@@ -71,14 +71,12 @@ def test_an_answer_in_the_review_queue_changes_the_next_runs_people(
     assert decision == ("DIFFERENT" if linked else "SAME") and who
 
     # the next run's linkage stage, as the person_crosswalk asset runs it
-    from linkage.run import run_linkage
-    from pipelines.feeds import person_records_sql
-    from pipelines.stores import linkage_setting
+    from pipelines.linking import relink
+    from pipelines.stores import Settings
 
     with duckdb.connect(str(vault)) as con:
-        stats = run_linkage(con, data / "linkage", linkage_setting("match_probability_threshold"),
-                            person_records_sql(),
-                            review_size=int(linkage_setting("review_queue_size")))
+        stats = relink(con, Settings(pipeline_run.city.landing, data, AS_OF,
+                                     b"test-key-not-secret"))
     assert stats["must_links"] == (0 if linked else 1)
     same = person_of(vault, uid_a) == person_of(vault, uid_b)
     assert same is not linked  # the answer was honoured
@@ -88,3 +86,31 @@ def test_an_answer_in_the_review_queue_changes_the_next_runs_people(
                             "(unique_id_l = ? and unique_id_r = ?)",
                             [uid_a, uid_b, uid_b, uid_a]).fetchone()[0]
     assert still == 0
+
+
+def test_two_records_of_one_roster_are_two_children_unless_the_evidence_is_overwhelming() -> None:
+    """One household's two members, or two StudentIDs, linked in one cluster are kept apart
+    for the run; a near-certain pair (a roster listing the same child twice) or a reviewer's
+    "the same child" is not."""
+    import pandas as pd
+
+    from linkage.model import roster_cannot_links, roster_group
+
+    rosters = {"housing": 1, "schools": 0}
+    assert roster_group("housing:H12-1", rosters) == "housing:H12"
+    assert roster_group("schools:S9", rosters) == "schools"
+    assert roster_group("health:T1", rosters) is None
+    clusters = pd.DataFrame({
+        "unique_id": ["housing:H1-1", "housing:H1-2", "housing:H2-1", "health:T1",
+                      "schools:S1", "schools:S2", "schools:S3", "schools:S4"],
+        "cluster_id": ["a", "a", "a", "a", "b", "b", "c", "c"]})
+    con = duckdb.connect()
+    con.execute("create table pairs as select * from (values "
+                "('housing:H1-1', 'housing:H1-2', 0.97), ('schools:S1', 'schools:S2', 0.99995), "
+                "('schools:S3', 'schools:S4', 0.96)) as t(unique_id_l, unique_id_r, "
+                "match_probability)")
+    apart = roster_cannot_links(con, clusters, "pairs", rosters, 0.9999,
+                                must={frozenset(("schools:S3", "schools:S4"))})
+    # H1-1 and H1-2 share a household: apart; H2-1 is another household (a move): allowed;
+    # S1/S2 overwhelming: allowed; S3/S4 a reviewer joined: allowed
+    assert apart == {frozenset(("housing:H1-1", "housing:H1-2"))}

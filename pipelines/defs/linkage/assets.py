@@ -3,9 +3,9 @@
 
 import dagster as dg
 
-from linkage.run import run_linkage
 from pipelines.defs.resources import PlumblineSettings
-from pipelines.feeds import FEEDS, person_feeds, person_records_sql
+from pipelines.feeds import FEEDS, person_feeds
+from pipelines.linking import relink
 from pipelines.stores import connect, linkage_setting
 
 # every person-bearing feed, and the feedback whose WRONG_PERSON answers become cannot-links
@@ -42,11 +42,7 @@ def person_crosswalk(context: dg.AssetExecutionContext, config: LinkageConfig,
                      plumbline: PlumblineSettings):
     settings = plumbline.settings()
     with connect(settings.vault_path) as vault:
-        stats = run_linkage(vault, settings.linkage_dir,
-                            linkage_setting("match_probability_threshold"),
-                            person_records_sql(), retrain=config.retrain,
-                            memory_limit=settings.linkage_memory,
-                            review_size=int(linkage_setting("review_queue_size")))
+        stats = relink(vault, settings, retrain=config.retrain)
     context.log.info(
         f"linked {stats['records']} records into {stats['persons']} persons "
         f"({stats['new_person_ids']} new ids, largest cluster {stats['largest_cluster']})")

@@ -1,0 +1,22 @@
+"""The linkage stage as every caller runs it: the records, the roster rule and the settings all
+come from the declarations (pipelines/feeds.py) and seeds/linkage_settings.csv, so the asset,
+the benchmarks and the tests link exactly alike. Linkage itself is a library that reads none
+of them."""
+
+from __future__ import annotations
+
+import duckdb
+
+from linkage.run import run_linkage
+from pipelines.feeds import FEEDS, Feed, distinct_rosters, person_records_sql
+from pipelines.stores import Settings, linkage_setting
+
+
+def relink(con: duckdb.DuckDBPyConnection, settings: Settings, retrain: bool = False,
+           feeds: tuple[Feed, ...] = FEEDS) -> dict[str, int]:
+    return run_linkage(
+        con, settings.linkage_dir, linkage_setting("match_probability_threshold"),
+        person_records_sql(feeds), retrain=retrain, memory_limit=settings.linkage_memory,
+        review_size=int(linkage_setting("review_queue_size")),
+        rosters=distinct_rosters(feeds),
+        overwhelming=linkage_setting("roster_overwhelming_probability"))
