@@ -124,8 +124,16 @@ def make_handler(settings: Settings, token: str, reviewer: str) -> type[BaseHTTP
             if urlsplit(self.path).path != "/decide":
                 self._send(HTTPStatus.NOT_FOUND, "not found", "text/plain")
                 return
-            length = min(int(self.headers.get("Content-Length") or 0), 10_000)
-            form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                length = -1
+            if not 0 <= length <= 10_000:
+                self._send(HTTPStatus.BAD_REQUEST, "a review answer is a short form",
+                           "text/plain")
+                return
+            body = self.rfile.read(length).decode("utf-8", errors="replace")
+            form = {k: v[0] for k, v in parse_qs(body).items()}
             if not secrets.compare_digest(form.get("token", ""), token):
                 self._send(HTTPStatus.FORBIDDEN, "this form is from another session",
                            "text/plain")
