@@ -146,8 +146,8 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
     pid_of = dict(zip(records["unique_id"], records["person_id"], strict=True))
     evidence = stats.pop("evidence")
     evidence.insert(0, "person_id", evidence["unique_id_l"].map(pid_of))
+    # the queue is a function of the records and the answers: a rerun leaves it byte-equal
     review = stats.pop("review")
-    review.insert(0, "queued_at", datetime.now(UTC).replace(tzinfo=None))
     review["person_id_l"] = review["unique_id_l"].map(pid_of)
     review["person_id_r"] = review["unique_id_r"].map(pid_of)
 
