@@ -19,6 +19,7 @@ import fcntl
 import logging
 import os
 import shutil
+import signal
 import sys
 from datetime import date
 from pathlib import Path
@@ -244,6 +245,11 @@ def cmd_review(args: argparse.Namespace) -> int:
         print("There is no vault yet: run `plumbline run` once first.", file=sys.stderr)
         return 2
     server = serve(settings, args.port)
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM stops it as Ctrl-C does, even where it was ignored
+
+    signal.signal(signal.SIGTERM, stop)
     print(f"Linkage review queue: http://127.0.0.1:{server.server_address[1]}/ "
           "(Ctrl-C to stop)", flush=True)
     try:

@@ -61,7 +61,11 @@ def test_an_answer_in_the_review_queue_changes_the_next_runs_people(
             browser.close()
     finally:
         server.terminate()
-        _, log = server.communicate(timeout=15)
+        try:
+            _, log = server.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            _, log = server.communicate(timeout=30)
     # the server's log holds methods and paths, never a name
     assert "review: POST /decide" in log
     assert not [n for n in first_names if n in log]
