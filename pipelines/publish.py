@@ -58,22 +58,31 @@ def write_dictionary(settings: Settings, manifest: Path) -> Path:
     stamp_file = target.with_name(".manifest.sha256")
     if target.exists() and stamp_file.exists() and stamp_file.read_text() == stamp:
         return target
-    project = manifest.parent.parent
-    dbt = Path(sys.executable).with_name("dbt")
-    with tempfile.TemporaryDirectory(prefix="plumbline-dictionary-") as tmp:
-        shutil.copyfile(manifest, Path(tmp) / "manifest.json")
-        done = subprocess.run(
-            [str(dbt if dbt.exists() else "dbt"), "docs", "generate", "--static",
-             "--empty-catalog", "--no-compile", "--quiet", "--target-path", tmp,
-             "--project-dir", str(project), "--profiles-dir", str(project)],
-            capture_output=True, text=True, check=False,
-            env={**os.environ, "PLUMBLINE_DATA_DIR": str(settings.data_dir)})
-        built = Path(tmp) / "static_index.html"
-        if done.returncode != 0 or not built.exists():
-            raise RuntimeError("dbt docs generate failed to build the data dictionary:\n"
-                               + (done.stdout + done.stderr)[-1500:])
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(built, target)
+    # one build per manifest, kept beside it, serves every data dir on this checkout
+    cache = manifest.parent / "dictionary" / f"{stamp}.html"
+    if not cache.exists():
+        project = manifest.parent.parent
+        dbt = Path(sys.executable).with_name("dbt")
+        with tempfile.TemporaryDirectory(prefix="plumbline-dictionary-") as tmp:
+            shutil.copyfile(manifest, Path(tmp) / "manifest.json")
+            done = subprocess.run(
+                [str(dbt if dbt.exists() else "dbt"), "docs", "generate", "--static",
+                 "--empty-catalog", "--no-compile", "--quiet", "--target-path", tmp,
+                 "--project-dir", str(project), "--profiles-dir", str(project)],
+                capture_output=True, text=True, check=False,
+                env={**os.environ, "PLUMBLINE_DATA_DIR": str(settings.data_dir)})
+            built = Path(tmp) / "static_index.html"
+            if done.returncode != 0 or not built.exists():
+                raise RuntimeError("dbt docs generate failed to build the data dictionary:\n"
+                                   + (done.stdout + done.stderr)[-1500:])
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            partial = cache.with_suffix(f".{os.getpid()}.part")
+            shutil.copyfile(built, partial)
+            os.replace(partial, cache)
+        for old in sorted(cache.parent.glob("*.html"), key=lambda p: p.stat().st_mtime)[:-5]:
+            old.unlink(missing_ok=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(cache, target)
     stamp_file.write_text(stamp)
     return target
 
