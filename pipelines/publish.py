@@ -17,10 +17,14 @@ Only the suppressed, aggregate marts are published; nothing here can name a chil
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import os
 import shutil
+import subprocess
+import sys
+import tempfile
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -48,11 +52,6 @@ def write_dictionary(settings: Settings, manifest: Path) -> Path:
     column, as one static page (`dbt docs generate --static`), built from the parsed manifest
     without touching the warehouse (`--no-compile --empty-catalog`), so it holds descriptions
     and lineage, never data. Rebuilt only when the manifest changes."""
-    import hashlib
-    import subprocess
-    import sys
-    import tempfile
-
     target = settings.outbox / "public" / "dictionary" / "index.html"
     stamp = hashlib.sha256(manifest.read_bytes()).hexdigest()
     stamp_file = target.with_name(".manifest.sha256")

@@ -132,6 +132,8 @@ def population(children: pd.DataFrame, cohort: pd.DataFrame, settings: dict[str,
 
 
 def _design(frame: pd.DataFrame, levels: dict[str, list[str]]) -> np.ndarray:
+    """Every covariate shown in the balance table, as columns: continuous ones, then a 0/1
+    column per category level (the propensity model's inputs and the balance trimming's)."""
     parts = [frame[list(CONTINUOUS)].to_numpy(float)]
     for col in CATEGORICAL:
         parts.append(np.column_stack([(frame[col] == v).to_numpy(float)
@@ -246,12 +248,6 @@ def _max_smd(bal: list[dict]) -> float:
     return max((abs(b["after"]) for b in bal if not np.isnan(b["after"])), default=0.0)
 
 
-def _covariates(frame: pd.DataFrame, levels: dict[str, list[str]]) -> np.ndarray:
-    """Every covariate shown in the balance table, as columns: continuous ones, then a 0/1
-    column per category level (the same order as `balance`)."""
-    return _design(frame, levels)
-
-
 def match_until_balanced(pop: Population, settings: dict[str, float]) -> Design:
     """Let balance decide: the largest set of matched program children whose every covariate
     is within `max_abs_std_diff` (cardinality matching, after Zubizarreta 2014, solved greedily).
@@ -269,7 +265,7 @@ def match_until_balanced(pop: Population, settings: dict[str, float]) -> Design:
         return Design(full, balance(pop, full, settings), False, "nobody could be matched")
     t_all, c_all = pop.treated, pop.pool
     cats = {col: sorted(set(t_all[col]) | set(c_all[col])) for col in CATEGORICAL}
-    xt_all, xc_all = _covariates(t_all, cats), _covariates(c_all, cats)
+    xt_all, xc_all = _design(t_all, cats), _design(c_all, cats)
     var_t = xt_all.var(axis=0, ddof=1) if len(xt_all) > 1 else np.zeros(xt_all.shape[1])
     var_c = xc_all.var(axis=0, ddof=1) if len(xc_all) > 1 else np.zeros(xc_all.shape[1])
     sd = np.sqrt((var_t + var_c) / 2)
@@ -406,7 +402,7 @@ def pair_windows(pop: Population, matches: Matches, outcome: dict[str, str],
     A comparison child has no program start: its window starts as many days after its own
     confirmation as the program child's program started after theirs.
     """
-    pairs = matches.pairs if isinstance(matches, Matches) else matches
+    pairs = matches.pairs
     cols = ["treated", "control", "t_from", "t_to", "c_from", "c_to"]
     if pairs.empty:
         return pd.DataFrame(columns=cols)

@@ -11,15 +11,17 @@ from pipelines.pooling import pool
 from pipelines.suppression import followup_pairs
 
 
-def city_known(table: pd.DataFrame, dim: str, month, column: str) -> bool:
-    """Whether a reader has a month's city figure from a monthly table: its ALL row is
-    published, or every other row of the month is and they add up to it."""
-    rows = table[pd.to_datetime(table["month"]) == pd.to_datetime(month)]
-    if rows.empty:
-        return True  # no row that month: nothing fell due, and the reader can tell
-    total = rows[rows[dim] == "ALL"]
-    return bool(total[column].notna().all() and len(total)) or bool(
-        rows.loc[rows[dim] != "ALL", column].notna().all())
+def unknown_months(table: pd.DataFrame, dim: str, column: str) -> set[pd.Timestamp]:
+    """The months whose city figure a reader cannot get from a monthly table: its ALL row is
+    suppressed and so is one of the month's other rows (else they add up to it). A month with
+    no row at all is known: nothing fell due, and the reader can tell."""
+    rows = table.assign(month=pd.to_datetime(table["month"]),
+                        shown=table[column].notna(), total=table[dim] == "ALL")
+    total_shown = rows[rows["total"]].groupby("month")["shown"].all()
+    parts_shown = rows[~rows["total"]].groupby("month")["shown"].all()
+    known = total_shown.reindex(rows["month"].unique(), fill_value=False) | \
+        parts_shown.reindex(rows["month"].unique(), fill_value=True)
+    return set(known[~known].index)
 
 
 def model(dbt, session):
@@ -41,9 +43,9 @@ def model(dbt, session):
                     .assign(measure=measure))
         known = city.copy()
         for col in (due, in_time):
-            known[col] = known[col].where(known["month"].map(
-                lambda m, c=col: city_known(by_zip, "zip5", m, c)
-                or city_known(by_band, "band", m, c)))
+            hidden = (unknown_months(by_zip, "zip5", col)
+                      & unknown_months(by_band, "band", col))
+            known[col] = known[col].where(~pd.to_datetime(known["month"]).isin(hidden))
         public.append(known.rename(columns={due: "due", in_time: "in_time"})
                       .assign(measure=measure))
     facts_long = pd.concat(long, ignore_index=True)
