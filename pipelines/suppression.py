@@ -1,5 +1,7 @@
-"""Small-cell suppression for every published table: no count from 1 to k-1 can be seen or
-worked out.
+"""What the published tables must not disclose, and the judge of it.
+
+The suppression itself is SQL, in the marts (dbt_project/macros/suppression.sql and pooling.sql),
+so that it runs where the tables are built, on any engine. Its rules:
 
 - Primary: a count from 1 to k-1 is suppressed (0 is published: it discloses nobody).
 - Pairs: for a (due, in_time) pair, the implied count due - in_time (late) must not be 1 to
@@ -8,6 +10,10 @@ worked out.
   total; if exactly one cell is suppressed, it could be worked out from the total, so the
   smallest other non-zero cell is suppressed too (or, failing one, the total).
 - Shares are published only where both their counts are.
+
+This module holds what the Python stages need of it: the published follow-up pairs, each
+published table's layout, and `disclosed_small_cells`, the check the delivery stage runs on
+everything before it is published (and the tests use as their judge).
 """
 
 from __future__ import annotations
@@ -29,48 +35,6 @@ def followup_pairs(rules: pd.DataFrame) -> list[tuple[str, str]]:
 
 
 FOLLOWUP_PAIRS = followup_pairs(pd.read_csv(SEEDS_DIR / "alert_rules.csv", dtype=str))
-
-
-def publish(frame: pd.DataFrame, group_keys: list[str], cell: str, measures: list[str],
-            pairs: list[tuple[str, str]], k: int = 11, add_totals: bool = True) -> pd.DataFrame:
-    """Return `frame` (one row per group and cell) with total rows, suppression and shares.
-
-    Suppressed counts become nulls; each pair (due, in_time) gets a `share_<in_time>` column.
-    """
-    df = frame.copy()
-    df[measures] = df[measures].fillna(0).astype("int64")
-    if add_totals:
-        totals = df.groupby(group_keys, as_index=False)[measures].sum()
-        totals[cell] = TOTAL
-        df = pd.concat([df, totals], ignore_index=True)
-    df = df.sort_values([*group_keys, cell], key=lambda s: s.astype(str)).reset_index(drop=True)
-    values = df[measures]
-    hidden = (values >= 1) & (values < k)
-    for due, in_time in pairs:
-        late = values[due] - values[in_time]
-        hidden.loc[(late >= 1) & (late < k), in_time] = True
-
-    if add_totals:
-        for idx in df.groupby(group_keys).groups.values():
-            rows = df.loc[idx]
-            is_total = rows[cell] == TOTAL
-            for m in measures:
-                cells, total = rows.index[~is_total], rows.index[is_total]
-                if hidden.loc[total, m].all() or hidden.loc[cells, m].sum() != 1:
-                    continue
-                candidates = [i for i in cells if not hidden.loc[i, m] and values.loc[i, m] > 0]
-                if candidates:
-                    hidden.loc[min(candidates, key=lambda i: values.loc[i, m]), m] = True
-                else:
-                    hidden.loc[total, m] = True
-
-    out = df.copy()
-    for m in measures:
-        out[m] = df[m].astype("Int64").mask(hidden[m])
-    for due, in_time in pairs:
-        share = (df[in_time] / df[due].where(df[due] > 0)).round(3)
-        out[f"share_{in_time}"] = share.mask(hidden[due] | hidden[in_time])
-    return out
 
 
 def disclosed_small_cells(table: pd.DataFrame, group_keys: list[str], cell: str,

@@ -60,11 +60,31 @@
 {#- The published follow-up measures of the enabled rules, from the alert_rules seed (read when
     dbt runs; names only, for pivoting). -#}
 {% macro followup_measures() -%}
+    {%- set rules = ref('alert_rules') -%}  {#- outside the branch: parsing sees the dependency #}
     {%- if execute -%}
-        {%- set rows = run_query("select measure from " ~ ref('alert_rules')
+        {%- set rows = run_query("select measure from " ~ rules
                                  ~ " where enabled order by rule_code") -%}
         {{ return(rows.columns[0].values() | list) }}
     {%- else -%}
         {{ return([]) }}
     {%- endif -%}
+{%- endmacro %}
+
+{#- The (steps due, steps taken in time) columns each enabled rule publishes, in rule-code
+    order, as pairs: [('<measure>_due', '<measure>_in_time'), ...]. -#}
+{% macro followup_pairs() -%}
+    {%- set pairs = [] -%}
+    {%- for m in followup_measures() -%}
+        {%- do pairs.append((m ~ '_due', m ~ '_in_time')) -%}
+    {%- endfor -%}
+    {{ return(pairs) }}
+{%- endmacro %}
+
+{#- The pairs' columns, flattened: due, in time, due, in time, ... -#}
+{% macro followup_pair_columns(pairs) -%}
+    {%- set columns = [] -%}
+    {%- for due, in_time in pairs -%}
+        {%- do columns.extend([due, in_time]) -%}
+    {%- endfor -%}
+    {{ return(columns) }}
 {%- endmacro %}

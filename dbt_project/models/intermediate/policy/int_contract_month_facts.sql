@@ -60,7 +60,10 @@ next_tests as (
         l.contract_id, l.month, l.person_id,
         (select t.result_value from {{ ref('int_lead_tests_classified') }} as t
          where t.person_id = l.person_id and t.sample_date > l.confirmation_date
-         order by t.sample_date limit 1) < l.confirming_value as next_test_lower
+         -- two tests the same day: the higher counts, so "lower" never rests on which of
+         -- them the engine read first
+         order by t.sample_date, t.result_value desc limit 1) < l.confirming_value
+            as next_test_lower
     from lead_referred as l
 )
 
