@@ -20,6 +20,7 @@ import base64
 import hashlib
 import io
 import json
+import numbers
 import os
 import shutil
 import subprocess
@@ -323,7 +324,9 @@ def shown(column: str, value: object) -> str:
         return f"{float(value):.0%}"
     if column in MONEY_COLUMNS:
         return f"${float(value):,.0f}"
-    if isinstance(value, float) and value.is_integer():
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, numbers.Integral) or (isinstance(value, float) and value.is_integer()):
         return f"{int(value):,}"
     return str(value)
 
