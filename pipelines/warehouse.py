@@ -171,10 +171,9 @@ def write_sources(warehouse: duckdb.DuckDBPyConnection, tables: dict[str, pd.Dat
     warehouse.execute("begin transaction")
     try:
         for name, frame in tables.items():
-            # a column with no value yet (no feedback delivered) is text, not DuckDB's NULL
-            # type, which no later value or dbt unit-test fixture could be cast to
-            empty = [c for c in frame.columns
-                     if frame[c].dtype == object and frame[c].isna().all()]
+            # a table with no row yet (no feedback delivered) has text columns, not DuckDB's
+            # NULL type, which no dbt unit-test fixture could be cast to
+            empty = [c for c in frame.columns if frame[c].dtype == object] if frame.empty else []
             frame = frame.astype(dict.fromkeys(empty, "string"))
             warehouse.register("frame", frame)
             warehouse.execute(f"create or replace table src.{name} as select * from frame")
