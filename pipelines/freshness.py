@@ -12,6 +12,7 @@ from datetime import date
 
 import duckdb
 
+from pipelines.feeds import FEEDS, Feed
 from pipelines.stores import SEEDS_DIR as SEEDS
 from pipelines.stores import has_table
 
@@ -45,6 +46,19 @@ class Freshness:
                 else "none has arrived")
         return (f"{self.feed} is stale: a delivery is expected every {self.cadence_days} days "
                 f"and {when}; alerts that depend on it may be missing or already resolved.")
+
+
+def cadence_feeds(feeds: tuple[Feed, ...] = FEEDS) -> list[str]:
+    """The declared feeds that have a contract cadence (a row of feed_cadence.csv), in the
+    registry's order: each gets a freshness check. A row naming no declared feed is an error."""
+    with open(SEEDS / "feed_cadence.csv", newline="") as fh:
+        rows = {r["feed"] for r in csv.DictReader(fh)}
+    declared = [f.name for f in feeds]
+    unknown = sorted(rows - set(declared))
+    if unknown:
+        raise ValueError(f"seeds/feed_cadence.csv names feeds that are not declared in "
+                         f"pipelines/feeds.py: {', '.join(unknown)}")
+    return [name for name in declared if name in rows]
 
 
 def feed_freshness(vault: duckdb.DuckDBPyConnection, as_of: date) -> list[Freshness]:

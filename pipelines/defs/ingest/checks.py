@@ -3,7 +3,7 @@
 import dagster as dg
 
 from pipelines.defs.resources import PlumblineSettings
-from pipelines.freshness import feed_freshness
+from pipelines.freshness import cadence_feeds, feed_freshness
 from pipelines.stores import connect
 
 
@@ -33,6 +33,5 @@ def _freshness_check(feed_name: str) -> dg.AssetChecksDefinition:
     return _check
 
 
-FRESHNESS_FEEDS = ["health__blood_lead", "housing__inspections", "housing__residents",
-                   "schools__enrollment", "providers__services"]
-freshness_checks = [_freshness_check(f) for f in FRESHNESS_FEEDS]
+# every declared feed with a contract cadence (seeds/feed_cadence.csv)
+freshness_checks = [_freshness_check(f) for f in cadence_feeds()]
