@@ -35,6 +35,7 @@ test: $(STAMP) chromium
 
 ## the Dagster UI over the same stores (http://127.0.0.1:3000)
 ui: $(STAMP)
+	$(BIN)/plumbline prepare
 	mkdir -p $(PLUMBLINE_DATA_DIR)/dagster_home
 	test -f $(PLUMBLINE_DATA_DIR)/dagster_home/dagster.yaml || \
 	  cp pipelines/dagster_instance.yaml $(PLUMBLINE_DATA_DIR)/dagster_home/dagster.yaml

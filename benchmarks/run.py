@@ -54,6 +54,9 @@ def run_graph(landing: Path, data: Path, as_of: date) -> dict:
 
     os.environ.update(PLUMBLINE_LANDING=str(landing), PLUMBLINE_DATA_DIR=str(data),
                       PLUMBLINE_AS_OF=as_of.isoformat(), PLUMBLINE_PSEUDONYM_KEY="benchmark")
+    from pipelines.dbt_manifest import prepare
+
+    prepare()
     from pipelines.definitions import defs
 
     job = defs.resolve_implicit_global_asset_job_def()

@@ -5,6 +5,7 @@
     plumbline datalab      answer pending data-lab requests on the warehouse as last built
     plumbline review       work the linkage review queue in a browser (127.0.0.1 only)
     plumbline demo         generate a small city into the data dir and run it
+    plumbline prepare      parse the dbt project if it changed (before `dagster dev`)
     plumbline rotate-key   change the pseudonym key on purpose and re-key every pseudonym
 
 `run` uses the same Definitions the Dagster UI loads; its runs are recorded in
@@ -87,6 +88,9 @@ def run_pipeline(settings: Settings, selection: list | None = None) -> bool:
     prepare_dagster_home(Path(os.environ.setdefault(
         "DAGSTER_HOME", str(settings.data_dir / "dagster_home"))))
 
+    from pipelines.dbt_manifest import prepare
+
+    prepare()  # the dbt manifest, parsed here when the project changed, never on import
     from pipelines.definitions import defs
 
     job = defs.resolve_implicit_global_asset_job_def()
@@ -155,6 +159,13 @@ def key_problem(settings: Settings) -> str | None:
     if recorded is None or recorded == fingerprint(settings.pseudonym_key):
         return None
     return mismatch_message(recorded, settings.pseudonym_key)
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from pipelines.dbt_manifest import prepare
+
+    print(f"dbt manifest: {prepare()}")
+    return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -353,6 +364,10 @@ def main(argv: list[str] | None = None) -> int:
 
     r = sub.add_parser("run", help="materialize the whole asset graph once")
     r.set_defaults(func=cmd_run)
+
+    pr = sub.add_parser("prepare", help="parse the dbt project if it changed since its "
+                                        "manifest was written (before `dagster dev`)")
+    pr.set_defaults(func=cmd_prepare)
 
     d = sub.add_parser("demo", help="generate a small city into the data dir and run it")
     # big enough for the data lab's programs to have 60+ matched children each

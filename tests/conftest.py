@@ -15,6 +15,13 @@ import pytest
 from pipelines.synth.generator import generate_city
 
 AS_OF = date(2026, 6, 30)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The dbt manifest, as `plumbline prepare` writes it, before any test loads the graph."""
+    from pipelines.dbt_manifest import prepare
+
+    prepare()
 PLUMBLINE = Path(sys.executable).parent / "plumbline"
 
 

@@ -3,7 +3,6 @@
 
 import json
 import shutil
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -12,36 +11,15 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from pipelines.defs.resources import PlumblineSettings
-from pipelines.stores import REPO_ROOT, connect, warehouse_lock
+from pipelines.dbt_manifest import DBT_DIR, current_manifest, dbt_executable
+from pipelines.stores import connect, warehouse_lock
 from pipelines.warehouse import SRC_TABLES, build_sources, write_sources
 
-DBT_DIR = REPO_ROOT / "dbt_project"
-
-dbt_project = DbtProject(project_dir=DBT_DIR, profiles_dir=DBT_DIR)
+dbt_project = DbtProject(project_dir=DBT_DIR, profiles_dir=DBT_DIR)  # artifacts: target/
 
 
 def dbt_resource() -> DbtCliResource:
-    """dbt from this interpreter's environment, so an un-activated .venv still finds it."""
-    beside = Path(sys.executable).parent / "dbt"
-    executable = str(beside) if beside.exists() else (shutil.which("dbt") or "dbt")
-    return DbtCliResource(project_dir=dbt_project, dbt_executable=executable)
-
-
-def _manifest_is_stale(project: DbtProject) -> bool:
-    if not project.manifest_path.exists():
-        return True
-    built = project.manifest_path.stat().st_mtime
-    sources = [*(DBT_DIR / d for d in ("models", "macros", "tests")), REPO_ROOT / "seeds"]
-    files = [DBT_DIR / "dbt_project.yml", *(f for d in sources for f in d.rglob("*"))]
-    return any(f.is_file() and f.stat().st_mtime > built for f in files)
-
-
-def ensure_manifest(project: DbtProject) -> Path:
-    """Parse the dbt project when its manifest is missing or older than its files, so that
-    loading the definitions (tests, the CLI, `dagster dev`) never needs a manual `dbt parse`."""
-    if _manifest_is_stale(project):
-        dbt_resource().cli(["parse", "--quiet"], target_path=project.target_path).wait()
-    return project.manifest_path
+    return DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable())
 
 
 @dg.multi_asset(
@@ -134,7 +112,7 @@ class PlumblineDbtTranslator(DagsterDbtTranslator):
 
 
 @dbt_assets(
-    manifest=ensure_manifest(dbt_project),
+    manifest=current_manifest(),
     project=dbt_project,
     dagster_dbt_translator=PlumblineDbtTranslator(),
 )
