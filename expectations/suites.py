@@ -1,9 +1,15 @@
 """One Great Expectations suite per feed, built in code from the feed's declared fields.
 
-The suites check the contract where GX has a native expectation: ids present, codes in their
-vocabulary, dates in the feed's format and real (strftime), not in the future, results that parse.
+The suite is the one judge of the row contract: ids present, codes in their vocabulary, dates in
+the feed's format and real, not before 1900 and not in the future, results, numbers, percentages
+and timestamps that read, values unique where the contract says so. What GX cannot read from the
+text itself it reads from columns derived with the feed's own converters (a date's ordinal,
+whether a number read): ingest keeps those converted values for the rows that passed, so nothing
+is parsed or judged twice.
+
 Every expectation is row-level with `mostly=1.0`: a failing row is rejected on its own with the
-expectation's reason (kept in `meta`), and the rest of the delivery is accepted.
+expectation's reason (kept in `meta`; the first per field), and the rest of the delivery is
+accepted.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import great_expectations as gx
 import great_expectations.expectations as gxe
 
 from pipelines.feeds import DATE_FORMATS, FEEDS, Feed, Field
+from pipelines.parsing import convert_column
 
 for _name in ("great_expectations", "great_expectations.core"):
     logging.getLogger(_name).setLevel(logging.ERROR)
@@ -42,6 +49,18 @@ def ordinal_column(field: Field) -> str:
     return f"{field.column}__ordinal"
 
 
+def read_column(field: Field, form: str = "") -> str:
+    """Derived: True where the text converted, False where it did not, null where blank."""
+    return f"{field.column}__reads{form}"
+
+
+def value_column(field: Field) -> str:
+    return f"{field.column}__value"
+
+
+EARLIEST = date(1900, 1, 1)
+
+
 def expectations_for(feed: Feed, today: date) -> list[gxe.Expectation]:
     out: list[gxe.Expectation] = []
     for f in feed.fields:
@@ -56,19 +75,29 @@ def expectations_for(feed: Feed, today: date) -> list[gxe.Expectation]:
                 column=c, value_set=sorted(f.codes), mostly=1.0,
                 meta=_meta(f, f"is not one of the allowed codes ({', '.join(sorted(f.codes))})")))
         if f.kind == "date" and f.fmt in DATE_FORMATS:
-            fmt, label = DATE_FORMATS[f.fmt]
-            out.append(gxe.ExpectColumnValuesToMatchStrftimeFormat(
-                column=c, strftime_format=fmt, mostly=1.0,
-                meta=_meta(f, f"is not a real date in {label} form")))
+            # read once, by strptime in the feed's format (the field's converter)
+            out.append(gxe.ExpectColumnValuesToBeInSet(
+                column=read_column(f), value_set=[True], mostly=1.0,
+                meta=_meta(f, f"is not a real date in {DATE_FORMATS[f.fmt][1]} form")))
         if f.kind == "date" and f.fmt == "provider":
             out.append(gxe.ExpectColumnValuesToMatchRegexList(
                 column=c, regex_list=[r"^\d{4}-\d{2}-\d{2}$", r"^\d{2}/\d{2}/\d{4}$"],
                 match_on="any", mostly=1.0,
                 meta=_meta(f, "is not a date in YYYY-MM-DD or MM/DD/YYYY form")))
-        if f.kind == "date" and f.past_only:
+            for form in ("us", "iso"):
+                out.append(gxe.ExpectColumnValuesToBeInSet(
+                    column=read_column(f, f"_{form}"), value_set=[True], mostly=1.0,
+                    meta=_meta(f, f"is not a real date in {DATE_FORMATS[form][1]} form")))
+        if f.kind == "date" or (f.kind == "timestamp" and f.past_only):
+            # one range per date: its reason says which end it missed
+            low = EARLIEST.toordinal() if f.kind == "date" else None
+            high = today.toordinal() if f.past_only else None
+            meta = _meta(f, "is before 1900") if low else _meta(f, "is in the future")
+            if high:
+                meta["reason_above"] = f"{c} is in the future"
             out.append(gxe.ExpectColumnValuesToBeBetween(
-                column=ordinal_column(f), max_value=today.toordinal(), mostly=1.0,
-                meta=_meta(f, "is in the future")))
+                column=ordinal_column(f), min_value=low, max_value=high, mostly=1.0,
+                meta=meta))
         if f.kind == "result":
             out.append(gxe.ExpectColumnValuesToMatchRegex(
                 column=c, regex=RESULT_PATTERN, mostly=1.0,
@@ -79,6 +108,20 @@ def expectations_for(feed: Feed, today: date) -> list[gxe.Expectation]:
                 column=c, regex=r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$",
                 mostly=1.0, meta=_meta(f, "is not an ISO date and time such as "
                                           "2026-03-02T14:05:00")))
+            out.append(gxe.ExpectColumnValuesToBeInSet(
+                column=read_column(f), value_set=[True], mostly=1.0,
+                meta=_meta(f, "is not an ISO date and time such as 2026-03-02T14:05:00")))
+        if f.kind == "percent":
+            out.append(gxe.ExpectColumnValuesToBeInSet(
+                column=read_column(f), value_set=[True], mostly=1.0,
+                meta=_meta(f, "is not a number")))
+            out.append(gxe.ExpectColumnValuesToBeBetween(
+                column=value_column(f), min_value=0, max_value=100, mostly=1.0,
+                meta=_meta(f, "is not between 0 and 100")))
+        if f.kind == "amount":
+            out.append(gxe.ExpectColumnValuesToBeInSet(
+                column=read_column(f), value_set=[True], mostly=1.0,
+                meta=_meta(f, "is not an amount in dollars")))
         if f.unique:
             out.append(gxe.ExpectColumnValuesToBeUnique(
                 column=c, mostly=1.0,
@@ -106,29 +149,45 @@ def _context() -> Any:
     return ctx
 
 
-def _derived(feed: Feed, text: pd.DataFrame) -> pd.DataFrame:
-    """Blank -> null, and each past-only date's ordinal for the not-in-the-future check."""
-    frame = text.apply(lambda s: s.str.strip()).replace("", None)
+def derive(feed: Feed, text: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, pd.Series]]:
+    """The frame the suite checks (the text, stripped with blanks as null, and the derived
+    columns) and each field's converted values (null where blank or unconvertible)."""
+    frame = text.copy()
+    converted: dict[str, pd.Series] = {}
     for f in feed.fields:
-        if f.kind == "date" and f.past_only:
-            if f.fmt == "provider":
-                a = pd.to_datetime(frame[f.column], format="%Y-%m-%d", errors="coerce")
-                b = pd.to_datetime(frame[f.column], format="%m/%d/%Y", errors="coerce")
-                parsed = a.fillna(b)
-            else:
-                parsed = pd.to_datetime(frame[f.column], format=DATE_FORMATS[f.fmt][0],
-                                        errors="coerce")
-            frame[ordinal_column(f)] = [d.toordinal() if pd.notna(d) else None
-                                        for d in parsed.dt.date]
-    return frame
+        c = f.column
+        if f.kind in ("id", "text", "code"):
+            converted[c] = frame[c]  # the text is the value
+            continue
+        values = convert_column(frame[c], f.converter)
+        converted[c] = values
+        present = frame[c].notna()
+        reads = values.notna().where(present, None)
+        if f.kind == "date" and f.fmt == "provider":
+            us = pd.Series([v is not None and "/" in v for v in frame[c].tolist()],
+                           index=frame.index)
+            frame[read_column(f, "_us")] = reads.where(us, None)
+            frame[read_column(f, "_iso")] = reads.where(~us, None)
+        if f.kind in ("timestamp", "percent", "amount") or (
+                f.kind == "date" and f.fmt in DATE_FORMATS):
+            frame[read_column(f)] = reads
+        if f.kind == "percent":
+            frame[value_column(f)] = values
+        if f.kind == "date":
+            frame[ordinal_column(f)] = values.map(lambda d: d.toordinal() if d else None)
+        if f.kind == "timestamp":
+            frame[ordinal_column(f)] = values.map(lambda t: t.date().toordinal() if t else None)
+    return frame, converted
 
 
-def validate(feed: Feed, text: pd.DataFrame, today: date) -> dict[int, list[tuple[str, str]]]:
-    """Run the feed's suite over a delivery's text; {row index: [(field, reason), ...]}."""
+def validate(feed: Feed, text: pd.DataFrame, today: date
+             ) -> tuple[dict[int, list[tuple[str, str]]], dict[str, pd.Series]]:
+    """Run the feed's suite over a delivery's text: ({row index: [(field, reason), ...]}, each
+    field's converted values). A row has at most one reason per field, the first that failed."""
+    frame, converted = derive(feed, text)
     if text.empty:
-        return {}
+        return {}, converted
     ctx = _context()
-    frame = _derived(feed, text)
     batch = (ctx.data_sources.add_or_update_pandas("deliveries")
              .add_dataframe_asset(f"{feed.name}_{id(frame)}")
              .add_batch_definition_whole_dataframe("whole")
@@ -140,9 +199,16 @@ def validate(feed: Feed, text: pd.DataFrame, today: date) -> dict[int, list[tupl
         if r.success:
             continue
         meta = r.expectation_config.meta or {}
+        kwargs = r.expectation_config.kwargs
         for i in r.result.get("unexpected_index_list") or []:
-            failures.setdefault(int(i), []).append((meta["field"], meta["reason"]))
-    return failures
+            row = failures.setdefault(int(i), [])
+            if any(field == meta["field"] for field, _ in row):
+                continue
+            reason = meta["reason"]
+            if "reason_above" in meta and frame.at[i, kwargs["column"]] > kwargs["max_value"]:
+                reason = meta["reason_above"]
+            row.append((meta["field"], reason))
+    return failures, converted
 
 
 def export_suites(folder: Path = SUITES_DIR, today: date = date(2026, 1, 1)) -> list[Path]:

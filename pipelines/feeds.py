@@ -49,35 +49,26 @@ class Field:
                 "timestamp": "TIMESTAMP"}.get(
             self.kind, "VARCHAR")
 
-    def parse(self, text: str, today: date) -> Any:
-        t = text.strip()
-        if not t:
-            if self.required:
-                raise p.BadValue("is missing; every row needs its id" if self.kind == "id"
-                                 else "is blank; a value is required")
-            return None
-        limit = today if self.past_only else None
+    def converter(self, text: str) -> Any:
+        """This field's value from its (stripped, non-blank) text, or None when it cannot be
+        converted. Converting judges nothing: the feed's suite (expectations/suites.py) does."""
         match self.kind:
-            case "id" | "text":
-                return t
-            case "code":
-                assert self.codes is not None
-                return p.parse_code(t, self.codes)
+            case "id" | "text" | "code":
+                return text
             case "date":
                 if self.fmt == "provider":
-                    return p.parse_provider_date(t, limit)
-                fmt, label = DATE_FORMATS[self.fmt or "iso"]
-                return p._date(t, fmt, label, not_after=limit)
+                    return p.to_date(text, DATE_FORMATS["us" if "/" in text else "iso"][0])
+                return p.to_date(text, DATE_FORMATS[self.fmt or "iso"][0])
             case "bool":
-                return p.parse_bool(t)
+                return p.to_bool(text)
             case "result":
-                return p.parse_result(t), t
+                return p.to_result(text)
             case "percent":
-                return p.parse_percent(t)
+                return p.to_percent(text)
             case "amount":
-                return p.parse_amount(t)
+                return p.to_amount(text)
             case "timestamp":
-                return p.parse_timestamp(t, limit)
+                return p.to_timestamp(text)
         raise ValueError(f"unknown field kind {self.kind}")
 
 
@@ -381,15 +372,20 @@ def vault_columns(feed: Feed) -> list[tuple[str, str]]:
     return cols
 
 
-def typed_row(feed: Feed, parsed: dict[str, Any]) -> dict[str, Any]:
-    """Flatten parsed values into vault columns (a result keeps its text beside its value)."""
-    row = dict(parsed)
+def typed_columns(feed: Feed, converted: dict[str, list[Any]], texts: dict[str, list[Any]]
+                  ) -> dict[str, list[Any]]:
+    """The vault columns from converted values: a result keeps its text beside its value and
+    censoring; every other field is its converted value."""
+    out: dict[str, list[Any]] = {}
     for f in feed.fields:
-        if f.kind == "result" and row.get(f.column) is not None:
-            r, text = row[f.column]
-            row[f.column], row[f"{f.column}_VALUE"], row[f"{f.column}_CENSORED"] = (
-                text, r.value, r.censored)
-    return row
+        if f.kind == "result":
+            results = converted[f.column]
+            out[f.column] = texts[f.column]
+            out[f"{f.column}_VALUE"] = [r.value if r else None for r in results]
+            out[f"{f.column}_CENSORED"] = [r.censored if r else None for r in results]
+        else:
+            out[f.column] = converted[f.column]
+    return out
 
 
 def person_feeds(feeds: tuple[Feed, ...] = FEEDS) -> list[Feed]:

@@ -25,9 +25,8 @@ import duckdb
 import pandas as pd
 
 from expectations.suites import validate
-from pipelines.feeds import FEEDS, Feed, typed_row, vault_columns
+from pipelines.feeds import FEEDS, Feed, typed_columns, vault_columns
 from pipelines.landing import NotARegularFile, NotRead, deliverable_files, not_read, read_delivery
-from pipelines.parsing import BadValue
 from pipelines.stores import Settings, connect, has_table
 
 FIELD_LIMIT = 10 * 1024 * 1024
@@ -177,23 +176,20 @@ def parse_delivery(delivery: Delivery, data: bytes, today: date) -> None:
                 _raw(values)))
             continue
         well_formed.append((line, values))
-    text = pd.DataFrame([[v[index[c]] for c in feed.columns] for _, v in well_formed],
-                        columns=feed.columns, dtype="object")
-    failures = validate(feed, text, today)  # the feed's Great Expectations suite
+    # each cell stripped, a blank as None: the text the suite judges
+    text = pd.DataFrame({c: [v[index[c]].strip() or None for _, v in well_formed]
+                         for c in feed.columns}, dtype="object")
+    # the feed's Great Expectations suite judges every row; the values it read are kept
+    failures, converted = validate(feed, text, today)
+    typed = typed_columns(feed, {c: v.tolist() for c, v in converted.items()},
+                          {c: text[c].tolist() for c in feed.columns})
+    names = list(typed)
     for i, (line, values) in enumerate(well_formed):
-        errors = [Rejection(line, f, reason, _raw(values)) for f, reason in failures.get(i, [])]
-        flagged = {r.field for r in errors}
-        row: dict[str, Any] = {}
-        for f in feed.fields:
-            try:
-                row[f.column] = f.parse(values[index[f.column]], today)
-            except BadValue as exc:
-                if f.column not in flagged:  # the parser's stricter checks, beyond the suite
-                    errors.append(Rejection(line, f.column, f"{f.column} {exc}", _raw(values)))
-        if errors:
-            delivery.rejections.extend(errors)
+        if i in failures:
+            delivery.rejections.extend(
+                Rejection(line, f, reason, _raw(values)) for f, reason in failures[i])
             continue
-        row = typed_row(feed, row)
+        row: dict[str, Any] = {n: typed[n][i] for n in names}
         row["_line"], row["_raw"] = line, _raw(values)
         delivery.rows.append(row)
     if feed.org_field is not None:

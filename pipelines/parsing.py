@@ -1,18 +1,24 @@
-"""Small pure parsers for the contract's value formats.
+"""Converters for the contract's value formats: text in, a typed value out, or None.
 
-Each returns the parsed value, or raises `BadValue` with a reason in plain words. Reasons never
-quote the value itself: a receipt or a log line must not echo personal data.
+They judge nothing. Whether a value is acceptable (present, a real date, not in the future, a
+number between 0 and 100, ...) is the feed's Great Expectations suite's call alone
+(`expectations/suites.py`), which reads the values these converters give; ingest then keeps
+the converted values of the rows the suite passed. One rule, one place.
+
+Each converter returns None for a blank and for text it cannot convert, and never raises.
+Values are converted once per distinct text (`convert_column`): a roster repeats its dates.
 """
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import Any
 
-
-class BadValue(ValueError):
-    """A value that cannot be what its field says."""
+import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -23,121 +29,65 @@ class LeadResult:
 
 _CENSORED = re.compile(r"^<\s*(\d+(?:\.\d+)?)$")
 _NUMBER = re.compile(r"^\d+(?:\.\d+)?$")
+NOT_DETECTED = ("none detected", "not detected", "nd")
 
 
-def parse_result(text: str) -> LeadResult:
+def to_result(text: str) -> LeadResult | None:
     """`4.2` -> 4.2; `<1.0` or `< 3.3` -> censored below the bound; `None Detected` -> 0."""
     t = text.strip()
-    if not t:
-        raise BadValue("is blank; a result is required")
-    if t.lower() in ("none detected", "not detected", "nd"):
+    if t.lower() in NOT_DETECTED:
         return LeadResult(0.0, False)
     if m := _CENSORED.match(t):
         return LeadResult(float(m.group(1)), True)
     if _NUMBER.match(t):
         return LeadResult(float(t), False)
-    raise BadValue("is not a number, a censored value such as <1.0, or 'None Detected'")
+    return None
 
 
-def _date(text: str, fmt: str, label: str, *, not_after: date | None) -> date | None:
-    t = text.strip()
-    if not t:
-        return None
+def to_date(text: str, fmt: str) -> date | None:
+    """A real date in `fmt` (strptime), else None."""
     try:
-        d = datetime.strptime(t, fmt).date()
+        return datetime.strptime(text.strip(), fmt).date()
     except ValueError:
-        raise BadValue(f"is not a real date in {label} form") from None
-    if not_after is not None and d > not_after:
-        raise BadValue("is in the future")
-    if d.year < 1900:
-        raise BadValue("is before 1900")
-    return d
-
-
-def parse_us_date(text: str, not_after: date | None = None) -> date | None:
-    """Health's `MM/DD/YYYY`; blank is None."""
-    return _date(text, "%m/%d/%Y", "MM/DD/YYYY", not_after=not_after)
-
-
-def parse_iso_date(text: str, not_after: date | None = None) -> date | None:
-    """Housing's and providers' `YYYY-MM-DD`; blank is None."""
-    return _date(text, "%Y-%m-%d", "YYYY-MM-DD", not_after=not_after)
-
-
-def parse_compact_date(text: str, not_after: date | None = None) -> date | None:
-    """Schools' `YYYYMMDD`; blank is None."""
-    return _date(text, "%Y%m%d", "YYYYMMDD", not_after=not_after)
-
-
-def parse_provider_date(text: str, not_after: date | None = None) -> date | None:
-    """Providers send ISO, some `MM/DD/YYYY`: the contract allows both."""
-    t = text.strip()
-    if "/" in t:
-        return parse_us_date(t, not_after)
-    return parse_iso_date(t, not_after)
-
-
-def parse_code(text: str, allowed: frozenset[str], *, required: bool = True) -> str | None:
-    t = text.strip()
-    if not t:
-        if required:
-            raise BadValue("is blank; a code is required")
         return None
-    if t not in allowed:
-        raise BadValue(f"is not one of the allowed codes ({', '.join(sorted(allowed))})")
-    return t
 
 
-def parse_bool(text: str) -> bool | None:
+def to_timestamp(text: str) -> datetime | None:
+    """An ISO timestamp (`2026-03-02T14:05:00`, `2026-03-02 14:05`, a date alone, an offset or
+    `Z`), as UTC without a zone; else None."""
+    try:
+        ts = datetime.fromisoformat(text.strip())  # Python 3.11 reads "Z" and offsets itself
+    except ValueError:
+        return None
+    return ts.astimezone(UTC).replace(tzinfo=None) if ts.tzinfo is not None else ts
+
+
+def _finite(text: str) -> float | None:
+    try:
+        v = float(text)
+    except ValueError:
+        return None
+    return v if math.isfinite(v) else None
+
+
+def to_percent(text: str) -> float | None:
+    """`87.5` or `87.5%` -> 87.5 (the range is the suite's to judge)."""
+    return _finite(text.strip().rstrip("%"))
+
+
+def to_amount(text: str) -> float | None:
+    """`$1,250.00` -> 1250.0."""
+    return _finite(text.strip().replace(",", "").lstrip("$"))
+
+
+def to_bool(text: str) -> bool | None:
     t = text.strip().lower()
-    if not t:
-        return None
-    if t in ("true", "t", "yes", "y", "1"):
-        return True
-    if t in ("false", "f", "no", "n", "0"):
-        return False
-    raise BadValue("is not true, false or blank")
+    return True if t == "true" else False if t == "false" else None
 
 
-def parse_percent(text: str) -> float | None:
-    t = text.strip().rstrip("%")
-    if not t:
-        return None
-    try:
-        v = float(t)
-    except ValueError:
-        raise BadValue("is not a number") from None
-    if not 0 <= v <= 100:
-        raise BadValue("is not between 0 and 100")
-    return v
-
-
-def parse_amount(text: str) -> float:
-    t = text.strip().replace(",", "").lstrip("$")
-    try:
-        return float(t)
-    except ValueError:
-        raise BadValue("is not an amount in dollars") from None
-
-
-def required_id(text: str) -> str:
-    t = text.strip()
-    if not t:
-        raise BadValue("is missing; every row needs its id")
-    return t
-
-
-def parse_timestamp(text: str, not_after: date | None = None) -> datetime | None:
-    """An ISO timestamp (`2026-03-02T14:05:00`, `2026-03-02 14:05`, or a date alone)."""
-    t = text.strip()
-    if not t:
-        return None
-    try:
-        ts = datetime.fromisoformat(t)  # Python 3.11 reads "Z" and offsets itself
-    except ValueError:
-        raise BadValue("is not an ISO date and time such as 2026-03-02T14:05:00") from None
-    if ts.tzinfo is not None:
-        ts = ts.astimezone(UTC).replace(tzinfo=None)
-    if not_after is not None and ts.date() > not_after:
-        raise BadValue("is in the future")
-    return ts
+def convert_column(values: pd.Series, convert: Callable[[str], Any]) -> pd.Series:
+    """`convert` applied once per distinct non-blank text; blanks (None) stay None."""
+    lookup = {v: convert(v) for v in values.dropna().unique()}
+    # a list, not Series.map: pandas would turn datetimes into Timestamps and None into NaT
+    return pd.Series([None if v is None else lookup[v] for v in values.tolist()],
+                     index=values.index, dtype="object")

@@ -10,8 +10,8 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
-from pipelines.defs.resources import PlumblineSettings
 from pipelines.dbt_manifest import DBT_DIR, current_manifest, dbt_executable
+from pipelines.defs.resources import PlumblineSettings
 from pipelines.stores import connect, warehouse_lock
 from pipelines.warehouse import SRC_TABLES, build_sources, write_sources
 
