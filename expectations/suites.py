@@ -182,8 +182,9 @@ def derive(feed: Feed, text: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, pd.S
 
 def validate(feed: Feed, text: pd.DataFrame, today: date
              ) -> tuple[dict[int, list[tuple[str, str]]], dict[str, pd.Series]]:
-    """Run the feed's suite over a delivery's text: ({row index: [(field, reason), ...]}, each
-    field's converted values). A row has at most one reason per field, the first that failed."""
+    """Run the feed's suite over a delivery's cells (text stripped, a blank as None):
+    ({row index: [(field, reason), ...]}, each field's converted values). A row has at most one
+    reason per field, the first that failed."""
     frame, converted = derive(feed, text)
     if text.empty:
         return {}, converted

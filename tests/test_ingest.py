@@ -148,8 +148,8 @@ def test_gx_suite_names_each_failing_row_and_field() -> None:
     rows = [GOOD, dict(GOOD, SAMPLE_DATE="02/30/2026"), dict(GOOD, RESULT="high"),
             dict(GOOD, TEST_ID=""), dict(GOOD, REPORTED_DATE="01/01/2099"),
             dict(GOOD, SAMPLE_TYPE="X")]
-    failures = validate(HEALTH, pd.DataFrame(rows, columns=HEADER, dtype="object"),
-                        date(2026, 6, 30))
+    cells = pd.DataFrame(rows, columns=HEADER, dtype="object").map(lambda v: v.strip() or None)
+    failures, _ = validate(HEALTH, cells, date(2026, 6, 30))
     assert {i: sorted(f for f, _ in v) for i, v in failures.items()} == {
         1: ["SAMPLE_DATE"], 2: ["RESULT"], 3: ["TEST_ID"], 4: ["REPORTED_DATE"],
         5: ["SAMPLE_TYPE"]}
