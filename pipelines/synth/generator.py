@@ -24,29 +24,20 @@ from pathlib import Path
 
 from unidecode import unidecode
 
+from pipelines import feeds
 from pipelines.synth import names as N
 
 WEEKS = 4
 HISTORY_DAYS = 3 * 365
 MESS_LEVELS = {"clean": 0.0, "normal": 1.0, "messy": 2.0}
 
-HEALTH_COLS = ["TEST_ID", "PATIENT_ID", "PAT_FIRST_NAME", "PAT_MIDDLE_NAME", "PAT_LAST_NAME",
-               "PAT_DOB", "PAT_SEX", "PAT_ADDRESS", "PAT_CITY", "PAT_ZIP", "GUARDIAN_NAME",
-               "MEDICAID_ID", "SAMPLE_DATE", "SAMPLE_TYPE", "RESULT", "UNITS", "LOINC",
-               "LAB_NAME", "ORDERING_PROVIDER", "REPORTED_DATE"]
-INSPECTION_COLS = ["inspection_id", "parcel_id", "address", "unit", "zip", "inspection_date",
-                   "inspection_type", "trigger", "lead_hazard_found", "order_issued_date",
-                   "clearance_date"]
-RESIDENT_COLS = ["household_id", "member_seq", "first_name", "last_name", "dob", "relationship",
-                 "parcel_id", "address", "unit", "zip", "move_in_date", "move_out_date"]
-ENROLLMENT_COLS = ["StudentID", "FirstName", "MiddleName", "LastName", "BirthDate", "Gender",
-                   "HomeAddress", "City", "Zip", "SchoolCode", "SchoolName", "GradeLevel",
-                   "EntryDate", "ExitDate", "IEP", "Section504", "AttendanceRate", "GuardianName"]
-SERVICE_COLS = ["record_id", "provider_code", "contract_id", "client_id", "client_first_name",
-                "client_last_name", "client_dob", "client_gender", "client_address",
-                "client_zip", "service_code", "service_date", "referral_source", "outcome_code"]
-CONTRACT_COLS = ["contract_id", "provider_code", "provider_name", "service_codes",
-                 "start_date", "end_date", "amount_usd", "target_description"]
+# each delivery's columns: the contract's, from the feed registry (pipelines/feeds.py)
+HEALTH_COLS = feeds.HEALTH.columns
+INSPECTION_COLS = feeds.INSPECTIONS.columns
+RESIDENT_COLS = feeds.RESIDENTS.columns
+ENROLLMENT_COLS = feeds.ENROLLMENT.columns
+SERVICE_COLS = feeds.SERVICES.columns
+CONTRACT_COLS = feeds.CONTRACTS.columns
 
 CONTRACTS = [
     ("HHN-2025-014", "HHN", "Harbor Home Health Nurses", "LEAD_CASE_MGMT;HOME_VISIT", 1_450_000,
@@ -65,8 +56,7 @@ PROGRAMS = {
     "FSC": ("Family Home Visiting", "HOME_VISIT", 0.0),
     "WIC": ("Lead Nutrition Classes", "NUTRITION", -0.15),
 }
-DATALAB_COLS = ["record_id", "client_first_name", "client_last_name", "client_dob",
-                "client_address", "client_zip", "program_start", "program"]
+DATALAB_COLS = feeds.DATALAB.columns
 # Per-provider habits the contract allows: date format and gender vocabulary.
 PROVIDER_DOB_FORMAT = {"HHN": "%Y-%m-%d", "FSC": "%m/%d/%Y", "WIC": "%Y-%m-%d"}
 PROVIDER_GENDER = {"HHN": {"M": "M", "F": "F"}, "FSC": {"M": "Male", "F": "Female"},
