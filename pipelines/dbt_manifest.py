@@ -38,10 +38,14 @@ def manifest_is_stale() -> bool:
 
 
 def prepare() -> Path:
-    """Parse the dbt project when its manifest is stale; one process at a time."""
+    """Write the dbt sources from the feed registry, then parse the dbt project when its
+    manifest is stale; one process at a time."""
+    from pipelines.dbt_sources import write_sources_yaml
+
     TARGET.mkdir(exist_ok=True)
     with open(TARGET / ".parse.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        write_sources_yaml()
         if manifest_is_stale():
             done = subprocess.run(
                 [dbt_executable(), "parse", "--quiet", "--project-dir", str(DBT_DIR),

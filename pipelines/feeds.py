@@ -133,6 +133,17 @@ class Feed:
     answers_lists: bool = False
     person: PersonRecord | None = None  # a person-bearing feed: its rows are linked
     reported: str | None = None  # semantics latest_reported: the column that orders versions
+    # the pseudonymous warehouse table it becomes (src.<name>) and what one of its rows is; a
+    # person-bearing feed without one becomes src.<feed name>, derived from its declaration
+    src_table: str | None = None
+    src_description: str = ""
+
+    @property
+    def warehouse_table(self) -> str | None:
+        """The warehouse source (src.<table>) this feed becomes, if any."""
+        if self.src_table:
+            return self.src_table
+        return self.name if self.person is not None and self.store == "vault" else None
 
     @property
     def dated_by_arrival(self) -> bool:
@@ -177,6 +188,8 @@ GRADES = {"PK3", "PK4", "K"} | {f"{g:02d}" for g in range(1, 13)}
 
 HEALTH = Feed(
     name="health__blood_lead", agency="health", folder="health",
+    src_table="health_tests",
+    src_description="One row per version of a blood lead test as health reported it (a corrected result is a later version).",
     pattern=re.compile(r"blood_lead_(\d{8})\.csv"),
     fields=(
         _id("TEST_ID"),
@@ -210,6 +223,8 @@ HEALTH = Feed(
 
 INSPECTIONS = Feed(
     name="housing__inspections", agency="housing", folder="housing",
+    src_table="housing_inspections",
+    src_description="One row per version of a housing inspection per extract.",
     pattern=re.compile(r"inspections_(\d{8})\.csv"),
     fields=(
         _id("inspection_id"),
@@ -229,6 +244,8 @@ INSPECTIONS = Feed(
 
 RESIDENTS = Feed(
     name="housing__residents", agency="housing", folder="housing",
+    src_table="housing_residents",
+    src_description="One row per assisted-housing household member per roster snapshot.",
     pattern=re.compile(r"residents_(\d{8})\.csv"),
     fields=(
         _id("household_id", pii=True),
@@ -253,6 +270,8 @@ RESIDENTS = Feed(
 
 ENROLLMENT = Feed(
     name="schools__enrollment", agency="schools", folder="schools",
+    src_table="schools_enrollment",
+    src_description="One row per student per enrollment snapshot.",
     pattern=re.compile(r"enrollment_(\d{8})\.csv"),
     fields=(
         _id("StudentID", pii=True),
@@ -284,6 +303,8 @@ ENROLLMENT = Feed(
 
 SERVICES = Feed(
     name="providers__services", agency="providers", folder="providers",
+    src_table="provider_services",
+    src_description="One row per service delivered by a contracted provider, per extract.",
     pattern=re.compile(r"services_([A-Z0-9]+)_(\d{8})\.csv"),
     fields=(
         _id("record_id"),
@@ -311,6 +332,8 @@ SERVICES = Feed(
 
 CONTRACTS = Feed(
     name="providers__contracts", agency="providers", folder="providers",
+    src_table="provider_contracts",
+    src_description="One row per city contract with a provider, per extract (public record).",
     pattern=re.compile(r"contracts_(\d{8})\.csv"),
     fields=(
         _id("contract_id"),
@@ -327,6 +350,8 @@ CONTRACTS = Feed(
 
 FEEDBACK = Feed(
     name="feedback__alert_feedback", agency="*", folder="feedback",
+    src_table="alert_feedback",
+    src_description="One row per caseworker feedback line on a delivered alert (status and dates only; the note and staff id stay in the vault).",
     # each organisation answers its own list: health, housing, schools or a provider code
     pattern=re.compile(r"(health|housing|schools|providers|[A-Z0-9]{1,20})/"
                        r"alert_feedback_(\d{8})\.csv"),

@@ -22,8 +22,20 @@ from linkage.standardise import address_key, std_address, std_zip
 from pipelines.feeds import FEEDS, RESIDENTS, SERVICES, Feed, person_feeds, vault_columns
 from pipelines.keys import anchor_salt, check_key
 
-SRC_TABLES = ("health_tests", "housing_inspections", "housing_residents", "schools_enrollment",
-              "provider_services", "provider_contracts", "alert_feedback", "persons")
+# linkage's persons (sex only), beside the tables the feeds become
+PERSONS_DESCRIPTION = ("One row per person_id with the sex most of its records give (no name, "
+                       "no birth date).")
+
+
+def src_tables(feeds: tuple[Feed, ...] = FEEDS) -> dict[str, str]:
+    """Every warehouse source, src.<table> -> what one of its rows is: each feed's, declared
+    in the registry, and linkage's persons."""
+    return {**{f.warehouse_table: f.src_description or f"One row per {f.name} record version."
+               for f in feeds if f.warehouse_table},
+            "persons": PERSONS_DESCRIPTION}
+
+
+SRC_TABLES = tuple(src_tables())
 
 
 def pseudonym(key: bytes, kind: str, value: str) -> str:

@@ -144,3 +144,18 @@ def test_a_declared_feed_reaches_linkage_the_warehouse_and_a_list(city: City,
             "and rule_code = 'ENVIRONMENTAL_INVESTIGATION_OVERDUE'", [pid]).fetchall()
     row = housing[housing.alert_id == alert_id].iloc[0]
     assert row.address_to_inspect == address and row.address_from.startswith("childcare roster")
+
+
+def test_the_dbt_sources_are_the_registrys() -> None:
+    """__sources.yml is written from the registry (plumbline prepare): the committed copy is
+    current, and a declared feed is a source with no yml edited."""
+    import yaml
+
+    from pipelines.dbt_sources import SOURCES_YML, sources_yaml
+
+    assert SOURCES_YML.read_text() == sources_yaml(), "run `plumbline prepare`"
+    (src,) = yaml.safe_load(sources_yaml(REGISTRY))["sources"]
+    tables = {t["name"]: t for t in src["tables"]}
+    assert {"health_tests", "persons", "childcare__roster"} <= set(tables)
+    assert tables["childcare__roster"]["meta"]["dagster"]["asset_key"] == [
+        "src", "childcare__roster"]
