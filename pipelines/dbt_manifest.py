@@ -38,14 +38,15 @@ def manifest_is_stale() -> bool:
 
 
 def prepare() -> Path:
-    """Write the dbt sources from the feed registry, then parse the dbt project when its
+    """Write what the dbt project derives from the registry and the rule seeds (its sources,
+    its list of rule models), then parse the dbt project when its
     manifest is stale; one process at a time."""
-    from pipelines.dbt_sources import write_sources_yaml
+    from pipelines.dbt_sources import write_derived
 
     TARGET.mkdir(exist_ok=True)
     with open(TARGET / ".parse.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        write_sources_yaml()
+        write_derived()
         if manifest_is_stale():
             done = subprocess.run(
                 [dbt_executable(), "parse", "--quiet", "--project-dir", str(DBT_DIR),

@@ -1,12 +1,18 @@
-"""The dbt sources, derived from the feed registry: `dbt_project/models/staging/__sources.yml`.
+"""What the dbt project derives from the registry and the rule seeds, written before it parses.
 
-`plumbline prepare` writes the file when the registry changed, before dbt parses, so a feed
-declared in `pipelines/feeds.py` is a dbt source (`source('src', '<table>')`) with no yml
-edited by hand; the committed copy is checked against the registry by the tests.
+- `dbt_project/models/staging/__sources.yml`: the dbt sources, from the feed registry, so a
+  feed declared in `pipelines/feeds.py` is `source('src', '<table>')` with no yml edited.
+- `dbt_project/macros/alert_rule_models.sql`: the rule models the alerts mart and the policy
+  facts union, from `seeds/alert_rules.csv`, so a new rule is its model and its seed rows.
+  (dbt resolves refs when it parses, before any seed is loaded or the graph exists, so the
+  list cannot be discovered inside dbt.)
+
+`plumbline prepare` writes each when it differs; the tests check the committed copies.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -15,6 +21,9 @@ from pipelines.stores import REPO_ROOT
 from pipelines.warehouse import src_tables
 
 SOURCES_YML = REPO_ROOT / "dbt_project" / "models" / "staging" / "__sources.yml"
+RULE_MODELS_SQL = REPO_ROOT / "dbt_project" / "macros" / "alert_rule_models.sql"
+RULE_MODELS_DIR = REPO_ROOT / "dbt_project" / "models" / "intermediate" / "alerts"
+ALERT_RULES = REPO_ROOT / "seeds" / "alert_rules.csv"
 
 HEADER = """\
 # Written by `plumbline prepare` from the feed registry (pipelines/feeds.py: src_table and
@@ -41,10 +50,52 @@ def sources_yaml(feeds: tuple[Feed, ...] = FEEDS) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_sources_yaml(path: Path = SOURCES_YML, feeds: tuple[Feed, ...] = FEEDS) -> bool:
-    """Write the sources when they differ from the registry's; True when written."""
-    text = sources_yaml(feeds)
+def rule_models(seed: Path = ALERT_RULES, models: Path = RULE_MODELS_DIR) -> list[str]:
+    """int_alerts__<rule_code in lower case> for every rule of the seed, in its order. A rule
+    without its model, or a rule model without its seed row, is an error that says which."""
+    with open(seed, newline="") as fh:
+        codes = [r["rule_code"] for r in csv.DictReader(fh)]
+    names = [f"int_alerts__{code.lower()}" for code in codes]
+    present = {p.stem for p in models.glob("int_alerts__*.sql")}
+    missing = [n for n in names if n not in present]
+    unlisted = sorted(present - set(names))
+    if missing or unlisted:
+        raise ValueError(
+            "each alert rule is one model in dbt_project/models/intermediate/alerts/ and one "
+            "row of seeds/alert_rules.csv: "
+            + "; ".join([*(f"no model {n}.sql for its seed row" for n in missing),
+                         *(f"no seed row for {n}.sql" for n in unlisted)]))
+    return names
+
+
+def rule_models_macro(names: list[str]) -> str:
+    listed = "".join(f"        '{n}',\n" for n in names)
+    return (
+        "{#- Written by `plumbline prepare` from seeds/alert_rules.csv: every rule's model\n"
+        "    (int_alerts__<rule_code in lower case>), the one list the alerts mart and the\n"
+        "    policy facts union. Add a rule's model and its seed rows, not a line here. -#}\n"
+        "{% macro alert_rule_models() -%}\n"
+        f"    {{{{ return([\n{listed}    ]) }}}}\n"
+        "{%- endmacro %}\n")
+
+
+def _write(path: Path, text: str) -> bool:
     if path.exists() and path.read_text() == text:
         return False
     path.write_text(text)
     return True
+
+
+def write_sources_yaml(path: Path = SOURCES_YML, feeds: tuple[Feed, ...] = FEEDS) -> bool:
+    """Write the sources when they differ from the registry's; True when written."""
+    return _write(path, sources_yaml(feeds))
+
+
+def write_derived() -> list[Path]:
+    """Everything the dbt project derives, written where it changed; the paths written."""
+    written = []
+    if write_sources_yaml():
+        written.append(SOURCES_YML)
+    if _write(RULE_MODELS_SQL, rule_models_macro(rule_models())):
+        written.append(RULE_MODELS_SQL)
+    return written

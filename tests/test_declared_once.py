@@ -159,3 +159,31 @@ def test_the_dbt_sources_are_the_registrys() -> None:
     assert {"health_tests", "persons", "childcare__roster"} <= set(tables)
     assert tables["childcare__roster"]["meta"]["dagster"]["asset_key"] == [
         "src", "childcare__roster"]
+
+
+def test_the_rule_models_are_the_seeds(tmp_path: Path) -> None:
+    """The alerts mart unions the model of every rule in seeds/alert_rules.csv (written by
+    plumbline prepare); a seed row without its model, or a model without its row, is named."""
+    import pytest
+
+    from pipelines.dbt_sources import (
+        ALERT_RULES,
+        RULE_MODELS_DIR,
+        RULE_MODELS_SQL,
+        rule_models,
+        rule_models_macro,
+    )
+
+    assert RULE_MODELS_SQL.read_text() == rule_models_macro(rule_models()), \
+        "run `plumbline prepare`"
+    seed = tmp_path / "alert_rules.csv"
+    seed.write_text(ALERT_RULES.read_text() + "LEAD_SAFE_HOUSING_OVERDUE,housing,true,x,X,a,b\n")
+    with pytest.raises(ValueError, match="no model int_alerts__lead_safe_housing_overdue.sql"):
+        rule_models(seed, RULE_MODELS_DIR)
+    models = tmp_path / "alerts"
+    shutil.copytree(RULE_MODELS_DIR, models)
+    (models / "int_alerts__lead_safe_housing_overdue.sql").write_text("select 1")
+    assert rule_models(seed, models)[-1] == "int_alerts__lead_safe_housing_overdue"
+    (models / "int_alerts__orphan.sql").write_text("select 1")
+    with pytest.raises(ValueError, match="no seed row for int_alerts__orphan.sql"):
+        rule_models(seed, models)

@@ -43,19 +43,6 @@
         c.next_confirmation_date as superseded_on,
 {%- endmacro %}
 
-{#- The alert rule models, one per rule (int_alerts__<rule_code in lower case>, tagged
-    `alert_rule`). The one list of them: the alerts mart and the policy facts union what it
-    names, and each rule's `enabled` flag, agency and published measure are rows of the
-    alert_rules seed. A new rule is its model, a line here and its seed rows. (dbt resolves
-    refs when it parses, before the graph exists, so the list cannot be discovered by tag.) -#}
-{% macro alert_rule_models() -%}
-    {{ return([
-        'int_alerts__confirmatory_test_overdue',
-        'int_alerts__environmental_investigation_overdue',
-        'int_alerts__case_management_overdue',
-        'int_alerts__learning_support_review_overdue',
-    ]) }}
-{%- endmacro %}
 
 {#- The published follow-up measures of the enabled rules, from the alert_rules seed (read when
     dbt runs; names only, for pivoting). -#}
