@@ -42,11 +42,21 @@ sources:
 
 
 def sources_yaml(feeds: tuple[Feed, ...] = FEEDS) -> str:
+    """Each source with its description, its Dagster asset, and, for a feed's table, which of
+    its rows is a record's latest version (read by the `latest_version` macro)."""
     lines = [HEADER.rstrip("\n")]
+    by_table = {f.warehouse_table: f for f in feeds if f.warehouse_table
+                and f.semantics in ("latest_reported", "latest_extract", "incremental")
+                and not f.answers_lists}  # feedback lines are events, not versions
     for table, description in src_tables(feeds).items():
+        meta = f'dagster: {{asset_key: ["src", "{table}"]}}'
+        if table in by_table:
+            partition, order = by_table[table].warehouse_versions()
+            meta += (f", plumbline: {{latest_version: {{partition_by: {json.dumps(list(partition))}"
+                     f", order_by: {json.dumps(list(order))}}}}}")
         lines += [f"      - name: {table}",
                   f"        description: {json.dumps(description, ensure_ascii=False)}",
-                  f'        meta: {{dagster: {{asset_key: ["src", "{table}"]}}}}']
+                  f"        meta: {{{meta}}}"]
     return "\n".join(lines) + "\n"
 
 

@@ -137,6 +137,9 @@ class Feed:
     # person-bearing feed without one becomes src.<feed name>, derived from its declaration
     src_table: str | None = None
     src_description: str = ""
+    # the warehouse columns that identify one record there (its keyed pseudonym); a declared
+    # source's is record_pseudonym
+    src_key: tuple[str, ...] = ("record_pseudonym",)
 
     @property
     def warehouse_table(self) -> str | None:
@@ -144,6 +147,14 @@ class Feed:
         if self.src_table:
             return self.src_table
         return self.name if self.person is not None and self.store == "vault" else None
+
+    def warehouse_versions(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(partition, order) of the latest-version rule in the warehouse, from the feed's
+        key and semantics: the latest report wins (`latest_reported`), else the latest
+        extract. The dbt macro `latest_version` reads it from the sources."""
+        order = ((f"{self.reported.lower()} desc",) if self.semantics == "latest_reported"
+                 and self.reported else ()) + ("extract_date desc",)
+        return self.src_key, order
 
     @property
     def dated_by_arrival(self) -> bool:
@@ -188,6 +199,7 @@ GRADES = {"PK3", "PK4", "K"} | {f"{g:02d}" for g in range(1, 13)}
 
 HEALTH = Feed(
     name="health__blood_lead", agency="health", folder="health",
+    src_key=("test_key",),
     src_table="health_tests",
     src_description="One row per version of a blood lead test as health reported it (a corrected result is a later version).",
     pattern=re.compile(r"blood_lead_(\d{8})\.csv"),
@@ -223,6 +235,7 @@ HEALTH = Feed(
 
 INSPECTIONS = Feed(
     name="housing__inspections", agency="housing", folder="housing",
+    src_key=("inspection_key",),
     src_table="housing_inspections",
     src_description="One row per version of a housing inspection per extract.",
     pattern=re.compile(r"inspections_(\d{8})\.csv"),
@@ -303,6 +316,7 @@ ENROLLMENT = Feed(
 
 SERVICES = Feed(
     name="providers__services", agency="providers", folder="providers",
+    src_key=("service_key",),
     src_table="provider_services",
     src_description="One row per service delivered by a contracted provider, per extract.",
     pattern=re.compile(r"services_([A-Z0-9]+)_(\d{8})\.csv"),
@@ -332,6 +346,7 @@ SERVICES = Feed(
 
 CONTRACTS = Feed(
     name="providers__contracts", agency="providers", folder="providers",
+    src_key=("contract_id",),
     src_table="provider_contracts",
     src_description="One row per city contract with a provider, per extract (public record).",
     pattern=re.compile(r"contracts_(\d{8})\.csv"),

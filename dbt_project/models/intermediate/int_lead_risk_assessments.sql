@@ -3,7 +3,7 @@
 with inspections as (
     select * from {{ ref('stg_housing__inspections') }}
     where extract_date <= {{ as_of_date() }} and inspection_date <= {{ as_of_date() }}
-    qualify row_number() over (partition by inspection_key order by extract_date desc) = 1
+    {{ latest_version('housing_inspections') }}
 )
 
 select i.inspection_key, i.address_key, i.inspection_date

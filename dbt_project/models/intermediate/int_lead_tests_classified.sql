@@ -6,9 +6,7 @@ with reported as (
     where reported_date <= {{ as_of_date() }}
       and extract_date <= {{ as_of_date() }}
       and sample_date <= {{ as_of_date() }}
-    qualify row_number() over (
-        partition by test_key order by reported_date desc, extract_date desc
-    ) = 1
+    {{ latest_version('health_tests') }}
 ),
 
 bands as (

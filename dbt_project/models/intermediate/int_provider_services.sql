@@ -3,4 +3,4 @@
 select *
 from {{ ref('stg_providers__services') }}
 where extract_date <= {{ as_of_date() }} and service_date <= {{ as_of_date() }}
-qualify row_number() over (partition by service_key order by extract_date desc) = 1
+{{ latest_version('provider_services') }}

@@ -5,7 +5,7 @@
 -- contract_outcomes mart suppresses small cells.
 with contracts as (
     select * from {{ ref('stg_providers__contracts') }}
-    qualify row_number() over (partition by contract_id order by extract_date desc) = 1
+    {{ latest_version('provider_contracts') }}
 ),
 
 months as (
