@@ -21,7 +21,7 @@ from linkage.model import LINK_COLUMNS  # it silences Splink's logger before Spl
 
 PERSON_RECORDS_SQL = """
 select unique_id, first_name, middle_name, last_name, dob, sex, address_key, street_key, zip,
-       medicaid_id, patient_id, person_id
+       medicaid_id, patient_id, guardian_first, guardian_last, person_id
 from linkage.person_records
 """
 

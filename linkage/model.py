@@ -32,7 +32,8 @@ from linkage.constraints import constrained_clusters
 
 MODEL_FILE = "splink_model.json"  # in the city's linkage folder, with its .meta.json
 LINK_COLUMNS = ["unique_id", "first_name", "first_aliases", "middle_name", "last_name", "dob",
-                "sex", "address_key", "street_key", "zip", "medicaid_id", "patient_id"]
+                "sex", "address_key", "street_key", "zip", "medicaid_id", "patient_id",
+                "guardian_first", "guardian_last"]
 
 
 def _first_name() -> cl.CustomComparison:
@@ -101,6 +102,31 @@ def _address() -> cl.CustomComparison:
     )
 
 
+def _guardian() -> cl.CustomComparison:
+    """The guardian both partners name (health's `LAST, FIRST`, the school's free text): the
+    evidence that joins a child's tests to the school record when the family moved between
+    them. In the same home it says nothing the address and surname have not said, and siblings
+    share it: that level weighs nothing (fixed), so it can never outvote a sibling's other name
+    or birth date. Only a guardian named at another home counts."""
+    surname = ("(guardian_last_l = guardian_last_r or (length(guardian_last_l) >= 3 and "
+               "length(guardian_last_r) >= 3 and (contains(guardian_last_l, guardian_last_r) "
+               "or contains(guardian_last_r, guardian_last_l))))")
+    same = f"{surname} and guardian_first_l = guardian_first_r"
+    home = "(address_key_l = address_key_r or street_key_l = street_key_r)"
+    return cl.CustomComparison(
+        output_column_name="guardian",
+        comparison_levels=[
+            cll.CustomLevel("guardian_last_l is null or guardian_last_r is null").configure(
+                is_null_level=True),
+            cll.CustomLevel(f"{same} and {home}", label_for_charts="Same guardian, same home")
+            .configure(m_probability=0.5, u_probability=0.5, fix_m_probability=True,
+                       fix_u_probability=True),
+            cll.CustomLevel(same, label_for_charts="Same guardian, another home"),
+            cll.ElseLevel(),
+        ],
+    )
+
+
 def _household_guard() -> cl.CustomComparison:
     """Two people of one household, never one person. Its weights are fixed, not trained: EM
     cannot learn these rare patterns, and without them a shared surname, dwelling and ZIP
@@ -120,6 +146,10 @@ def _household_guard() -> cl.CustomComparison:
         "and not list_contains(first_aliases_r, first_name_l) "
         "and not (middle_name_l is not null and starts_with(middle_name_l, first_name_r)) "
         "and not (middle_name_r is not null and starts_with(middle_name_r, first_name_l))"
+        # one keystroke apart is a typo of one name ("IAN" / "IEN"), not two names, unless
+        # the records say two sexes ("MARIO" / "MARIA")
+        "and (damerau_levenshtein(first_name_l, first_name_r) > 1 "
+        "or (sex_l is not null and sex_r is not null and sex_l <> sex_r))"
     )
     siblings = (f"{household} and {unrelated_names} "
                 "and jaro_winkler_similarity(first_name_l, first_name_r) < 0.8")
@@ -156,6 +186,7 @@ def settings() -> SettingsCreator:
             cl.ExactMatch("zip"),
             cl.ExactMatch("medicaid_id"),
             cl.ExactMatch("patient_id"),
+            _guardian(),
             _household_guard(),
         ],
         blocking_rules_to_generate_predictions=[

@@ -48,6 +48,9 @@ def standardise_records(raw: pd.DataFrame) -> pd.DataFrame:
     out["zip"] = [S.std_zip(z) for z in raw["zip"]]
     out["medicaid_id"] = [S.std_name(m) for m in raw["medicaid_id"]]
     out["patient_id"] = [S.std_name(m) for m in raw["patient_id"]]
+    guardians = [S.std_guardian(g) for g in raw.get("guardian", pd.Series([None] * len(raw)))]
+    out["guardian_first"] = [g[0] for g in guardians]
+    out["guardian_last"] = [g[1] for g in guardians]
     return out
 
 

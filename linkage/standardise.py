@@ -54,6 +54,27 @@ def std_last_name(value: str | None) -> str | None:
     return s.replace(" ", "") or None
 
 
+@lru_cache(maxsize=200_000)
+def std_guardian(value: str | None) -> tuple[str | None, str | None]:
+    """A guardian's name as the partners write it -> (first given name, surname).
+
+    Health writes `LAST, FIRST`; schools write free text, usually `First Last`, sometimes
+    with a middle name or initial. Initials are dropped; a free-text surname is every token
+    after the first given name, joined (`Maria Luisa Garcia` -> `LUISAGARCIA`, which the
+    comparison reads as containing `GARCIA`)."""
+    if not value or not str(value).strip():
+        return None, None
+    text = str(value)
+    if "," in text:
+        last, _, first = text.partition(",")
+        given = [t for t in clean_text(first).split(" ") if len(t) > 1]
+        return (given[0] if given else None), std_last_name(last)
+    tokens = [t for t in clean_text(text).split(" ") if len(t) > 1]
+    if len(tokens) < 2:
+        return None, (tokens[0] if tokens else None)
+    return tokens[0], "".join(tokens[1:])
+
+
 @lru_cache(maxsize=50_000)
 def first_name_aliases(value: str | None) -> tuple[str, ...]:
     """Names this given name is a nickname of, or that are nicknames of it (`BILL` <-> `WILLIAM`).

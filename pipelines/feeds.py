@@ -91,7 +91,7 @@ def _pii(column: str) -> Field:
 
 # What linkage reads of a person-record, in this order; a feed maps the roles it has.
 PERSON_ROLES = ("first_name", "middle_name", "last_name", "dob", "sex", "street_line", "unit",
-                "zip", "medicaid_id", "patient_id")
+                "zip", "medicaid_id", "patient_id", "guardian")
 
 
 @dataclass(frozen=True)
@@ -230,7 +230,8 @@ HEALTH = Feed(
         ("first_name", "PAT_FIRST_NAME"), ("middle_name", "PAT_MIDDLE_NAME"),
         ("last_name", "PAT_LAST_NAME"), ("dob", "PAT_DOB"), ("sex", "PAT_SEX"),
         ("street_line", "PAT_ADDRESS"), ("zip", "PAT_ZIP"), ("medicaid_id", "MEDICAID_ID"),
-        ("patient_id", "PATIENT_ID")), described_as="a blood lead test"),
+        ("patient_id", "PATIENT_ID"), ("guardian", "GUARDIAN_NAME")),
+        described_as="a blood lead test"),
 )
 
 INSPECTIONS = Feed(
@@ -310,7 +311,7 @@ ENROLLMENT = Feed(
     person=PersonRecord("schools", ("StudentID",), (
         ("first_name", "FirstName"), ("middle_name", "MiddleName"), ("last_name", "LastName"),
         ("dob", "BirthDate"), ("sex", "Gender"), ("street_line", "HomeAddress"),
-        ("zip", "Zip")), described_as="school roster",
+        ("zip", "Zip"), ("guardian", "GuardianName")), described_as="school roster",
         distinct_within=0),  # the district gives each student one StudentID
 )
 
