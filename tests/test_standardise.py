@@ -48,3 +48,11 @@ def test_constrained_clustering_never_joins_a_cannot_link_pair() -> None:
                                   {frozenset(("a", "c"))})
     assert groups["a"] == groups["b"] and groups["c"] == groups["d"]
     assert groups["a"] != groups["c"]
+
+
+def test_a_guardian_reads_the_same_from_health_and_the_school() -> None:
+    from linkage.standardise import std_guardian
+
+    assert std_guardian("GARCIA, MARIA") == std_guardian("Maria Garcia") == ("MARIA", "GARCIA")
+    assert std_guardian("Maria L. Garcia-Lopez") == ("MARIA", "GARCIALOPEZ")
+    assert std_guardian("  ") == (None, None) and std_guardian("Smith") == (None, "SMITH")
