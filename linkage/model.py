@@ -235,15 +235,16 @@ def train_and_cluster(records: pd.DataFrame, threshold: float, model_path: Path,
                       seed: int = 42, cannot: set[frozenset[str]] | None = None,
                       retrain: bool = False, memory_limit: str = "6GB",
                       must: set[frozenset[str]] | None = None, review_size: int = 0,
-                      rosters: dict[str, int] | None = None, overwhelming: float = 1.0
-                      ) -> tuple[pd.DataFrame, dict]:
+                      rosters: dict[str, int] | None = None, overwhelming: float = 1.0,
+                      flag_size: int | None = None) -> tuple[pd.DataFrame, dict]:
     """Predict pairs with the city's model (training it first if needed) and cluster them at
     `threshold`, honouring `cannot` (never one person) and then `must` (one person, unless
     that would join a cannot pair). `review_size`: how many undecided pairs nearest the
     threshold to return for clerical review. `rosters`: source -> how many leading parts of
     the record key (split on '-') name a roster; two records of one roster are kept apart
-    unless their own match probability is at least `overwhelming`. Only identifiers leave
-    this function."""
+    unless their own match probability is at least `overwhelming`. `flag_size`: a person with
+    more records than this is flagged (the health check's bound), and up to half the review
+    queue goes to its weakest links. Only identifiers leave this function."""
     con = duckdb.connect(":memory:")
     con.execute("SET enable_progress_bar = false")
     # bounded memory, spilling beside the model (in the data dir), never into the cwd
@@ -278,7 +279,7 @@ def train_and_cluster(records: pd.DataFrame, threshold: float, model_path: Path,
     joined = _honour_must_links(out, must or set(), cannot or set())
     evidence = link_evidence(con, pairs.physical_name, model, out, threshold)
     review = review_candidates(con, pairs.physical_name, model, out, threshold, review_size,
-                               (must or set()) | (cannot or set()))
+                               (must or set()) | (cannot or set()), flag_size)
     con.close()
     return out, {"pairs_linked": len(evidence), "clusters_split_by_cannot_links": split,
                  "roster_pairs_kept_apart": len(apart),
@@ -319,28 +320,58 @@ def _explain(frame: pd.DataFrame, levels: dict[str, tuple[np.ndarray, list[str]]
 
 def review_candidates(con: duckdb.DuckDBPyConnection, pairs: str, model: dict,
                       clusters: pd.DataFrame, threshold: float, size: int,
-                      decided: set[frozenset[str]]) -> pd.DataFrame:
-    """The `size` undecided pairs whose match weight is nearest the threshold's, each with its
-    fields in words and whether the final clusters put the two records together."""
+                      decided: set[frozenset[str]], flag_size: int | None = None
+                      ) -> pd.DataFrame:
+    """The `size` undecided pairs a reviewer should see, each with its fields in words,
+    whether the final clusters put the two records together, and why it is queued.
+
+    First, the weakest links inside each person with more than `flag_size` records (chained
+    strangers break there), up to half the queue; then the pairs whose match weight is
+    nearest the threshold's."""
     cols = ["unique_id_l", "unique_id_r", "match_weight", "match_probability", "comparison",
-            "linked"]
+            "linked", "reason"]
     if size <= 0:
         return pd.DataFrame(columns=cols)
     levels = _levels(model)
     at = float(np.log2(threshold / (1 - threshold)))
-    frame = con.execute(
-        f"select unique_id_l, unique_id_r, match_weight, match_probability, "
-        f"{', '.join(f'mw_{n}' for n in levels)} from {pairs} "
-        f"order by abs(match_weight - ?), unique_id_l, unique_id_r limit ?",
+    weights = ", ".join(f"mw_{n}" for n in levels)
+    chosen = []
+    if flag_size is not None:
+        sizes = clusters["cluster_id"].value_counts()
+        big = clusters[clusters["cluster_id"].isin(sizes[sizes > flag_size].index)]
+        if len(big):
+            con.register("flagged_records", big[["unique_id", "cluster_id"]])
+            weakest = con.execute(
+                f"select p.unique_id_l, p.unique_id_r, p.match_weight, p.match_probability, "
+                f"{', '.join(f'p.mw_{n}' for n in levels)}, a.cluster_id from {pairs} as p "
+                "join flagged_records as a on a.unique_id = p.unique_id_l "
+                "join flagged_records as b on b.unique_id = p.unique_id_r "
+                "where a.cluster_id = b.cluster_id and p.match_probability >= ? "
+                "order by p.match_weight, p.unique_id_l, p.unique_id_r limit ?",
+                [threshold, size // 2 + len(decided)]).df()
+            con.unregister("flagged_records")
+            chosen.append(weakest.assign(reason=[
+                f"a weak link inside a person with {sizes[c]} records (more than "
+                f"{flag_size}: strangers may be chained)" for c in weakest.pop("cluster_id")]))
+    near = con.execute(
+        f"select unique_id_l, unique_id_r, match_weight, match_probability, {weights} "
+        f"from {pairs} order by abs(match_weight - ?), unique_id_l, unique_id_r limit ?",
         [at, size + len(decided)]).df()
-    keep = [frozenset((a, b)) not in decided
-            for a, b in zip(frame["unique_id_l"], frame["unique_id_r"], strict=True)]
-    frame = frame[keep].head(size).reset_index(drop=True)
+    chosen.append(near.assign(reason="near the match threshold"))
+    frame = pd.concat(chosen, ignore_index=True)
+    keys = [frozenset((a, b)) for a, b in zip(frame["unique_id_l"], frame["unique_id_r"],
+                                               strict=True)]
+    frame = frame[[k not in decided for k in keys]]
+    frame = frame.drop_duplicates(["unique_id_l", "unique_id_r"])
+    flagged = frame[frame["reason"] != "near the match threshold"].head(size // 2)
+    frame = pd.concat([flagged, frame[frame["reason"] == "near the match threshold"]]
+                      ).head(size).reset_index(drop=True)
     cluster_of = dict(zip(clusters["unique_id"], clusters["cluster_id"], strict=True))
     out = frame[["unique_id_l", "unique_id_r", "match_weight", "match_probability"]].copy()
     out["comparison"] = _explain(frame, levels)
     out["linked"] = [cluster_of.get(a) == cluster_of.get(b)
                      for a, b in zip(out["unique_id_l"], out["unique_id_r"], strict=True)]
+    out["reason"] = frame["reason"].to_numpy()
     return out[cols]
 
 

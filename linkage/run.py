@@ -111,7 +111,7 @@ def new_person_id(taken: set[str]) -> str:
 def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: float,
                 records_sql: str, retrain: bool = False, memory_limit: str = "6GB",
                 review_size: int = 0, rosters: dict[str, int] | None = None,
-                overwhelming: float = 1.0) -> dict[str, int]:
+                overwhelming: float = 1.0, flag_size: int | None = None) -> dict[str, int]:
     """Relink every person-record in the vault; returns counts (never identities).
 
     `threshold` is the match probability at which two records are one person, and
@@ -134,7 +134,7 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
                                         cannot=cannot, retrain=retrain,
                                         memory_limit=memory_limit, must=must,
                                         review_size=review_size, rosters=rosters,
-                                        overwhelming=overwhelming)
+                                        overwhelming=overwhelming, flag_size=flag_size)
     have_prior = con.execute(
         "select count(*) from information_schema.tables "
         "where table_schema = 'linkage' and table_name = 'person_crosswalk'").fetchall()[0][0]

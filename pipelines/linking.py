@@ -19,4 +19,6 @@ def relink(con: duckdb.DuckDBPyConnection, settings: Settings, retrain: bool = F
         person_records_sql(feeds), retrain=retrain, memory_limit=settings.linkage_memory,
         review_size=int(linkage_setting("review_queue_size")),
         rosters=distinct_rosters(feeds),
-        overwhelming=linkage_setting("roster_overwhelming_probability"))
+        overwhelming=linkage_setting("roster_overwhelming_probability"),
+        # the persons the cluster-size check flags send their weakest links to the queue
+        flag_size=int(linkage_setting("max_cluster_records")))

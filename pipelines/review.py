@@ -34,7 +34,8 @@ from pipelines.stores import Settings, connect, has_table, linkage_setting
 FIELDS = (("source", "source"), ("record_key", "the partner's record"),
           ("first_name", "first name"), ("middle_name", "middle name"),
           ("last_name", "last name"), ("dob", "birth date"), ("sex", "sex"),
-          ("street_line", "street"), ("unit", "unit"), ("zip", "ZIP"))
+          ("street_line", "street"), ("unit", "unit"), ("zip", "ZIP"),
+          ("guardian_first", "guardian's given name"), ("guardian_last", "guardian's surname"))
 
 
 def threshold_weight() -> float:
@@ -51,15 +52,20 @@ def queue(settings: Settings) -> list[dict[str, Any]]:
             return []
         vault.execute("create schema if not exists linkage")
         vault.execute(REVIEW_DDL)
-        pairs = vault.execute("""
+        reason = ("q.reason" if "reason" in {r[0] for r in vault.execute(
+            "select column_name from information_schema.columns where table_schema = "
+            "'linkage' and table_name = 'review_queue'").fetchall()}
+            else "'near the match threshold'")
+        pairs = vault.execute(f"""
             select q.unique_id_l, q.unique_id_r, q.match_probability, q.match_weight,
-                   q.comparison, q.linked
+                   q.comparison, q.linked, {reason} as reason
             from linkage.review_queue as q
             where not exists (
                 select 1 from linkage.review_decisions as d
                 where (d.uid_a = q.unique_id_l and d.uid_b = q.unique_id_r)
                    or (d.uid_a = q.unique_id_r and d.uid_b = q.unique_id_l))
-            order by abs(q.match_weight - ?), q.unique_id_l, q.unique_id_r
+            order by reason = 'near the match threshold', abs(q.match_weight - ?),
+                     q.unique_id_l, q.unique_id_r
             """, [threshold_weight()]).fetchall()
         columns = [c for c, _ in FIELDS]
         present = {r[0] for r in vault.execute(
@@ -74,10 +80,10 @@ def queue(settings: Settings) -> list[dict[str, Any]]:
                 f"where unique_id in (select unnest(?))", [uids]).fetchall()
             records = {r[0]: dict(zip(shown, r[1:], strict=True)) for r in rows}
     items = []
-    for left, right, probability, weight, comparison, linked in pairs:
+    for left, right, probability, weight, comparison, linked, why in pairs:
         a, b = records.get(left, {}), records.get(right, {})
         items.append({
-            "uid_a": left, "uid_b": right, "linked": bool(linked),
+            "uid_a": left, "uid_b": right, "linked": bool(linked), "reason": why,
             "probability": f"{100 * probability:.1f}%", "weight": f"{weight:+.1f}",
             "fields": [(label, _text(a.get(col)), _text(b.get(col)),
                         _text(a.get(col)) == _text(b.get(col)))

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 
 from tests.conftest import AS_OF, PLUMBLINE, Run, plumbline_env
 
@@ -118,3 +119,28 @@ def test_two_records_of_one_roster_are_two_children_unless_the_evidence_is_overw
     # H1-1 and H1-2 share a household: apart; H2-1 is another household (a move): allowed;
     # S1/S2 overwhelming: allowed; S3/S4 a reviewer joined: allowed
     assert apart == {frozenset(("housing:H1-1", "housing:H1-2"))}
+
+
+def test_a_person_over_the_cluster_bound_sends_its_weakest_links_to_the_queue(
+        pipeline_run: Run, tmp_path: Path) -> None:
+    """The health check flags a person with more records than the bound; the run queues the
+    weakest links inside it (up to half the queue), each saying why, before the near ones."""
+    from linkage.run import run_linkage
+    from pipelines.feeds import distinct_rosters, person_records_sql
+
+    data = tmp_path / "data"
+    shutil.copytree(pipeline_run.data_dir, data, ignore=shutil.ignore_patterns("dagster_home"))
+    with duckdb.connect(str(data / "vault.duckdb")) as con:
+        run_linkage(con, data / "linkage", 0.95, person_records_sql(), review_size=10,
+                    rosters=distinct_rosters(), overwhelming=0.9999, flag_size=3)
+        queue = con.execute("select unique_id_l, unique_id_r, linked, reason "
+                            "from linkage.review_queue").df()
+        person = dict(con.execute("select source || ':' || record_key, person_id "
+                                  "from linkage.person_crosswalk").fetchall())
+    sizes = pd.Series(person).value_counts()
+    flagged = queue[queue.reason.str.startswith("a weak link inside a person with")]
+    assert 1 <= len(flagged) <= 5 and len(queue) == 10
+    for a, b in zip(flagged.unique_id_l, flagged.unique_id_r, strict=True):
+        assert person[a] == person[b] and sizes[person[a]] > 3
+    assert flagged.linked.all()
+    assert (queue.reason == "near the match threshold").sum() == len(queue) - len(flagged)
