@@ -102,6 +102,23 @@ def _address() -> cl.CustomComparison:
     )
 
 
+def _middle_name() -> cl.CustomComparison:
+    """Middle names, where both records give one: health and the school often do. An initial
+    agrees with the name it starts."""
+    return cl.CustomComparison(
+        output_column_name="middle_name",
+        comparison_levels=[
+            cll.NullLevel("middle_name"),
+            cll.ExactMatchLevel("middle_name"),
+            cll.CustomLevel("starts_with(middle_name_l, middle_name_r) or "
+                            "starts_with(middle_name_r, middle_name_l)",
+                            label_for_charts="One middle name the initial of the other"),
+            cll.JaroWinklerLevel("middle_name", 0.88),
+            cll.ElseLevel(),
+        ],
+    )
+
+
 def _guardian() -> cl.CustomComparison:
     """The guardian both partners name (health's `LAST, FIRST`, the school's free text): the
     evidence that joins a child's tests to the school record when the family moved between
@@ -179,6 +196,7 @@ def settings() -> SettingsCreator:
         probability_two_random_records_match=0.0001,
         comparisons=[
             _first_name(),
+            _middle_name(),
             _last_name(),
             _dob(),
             cl.ExactMatch("sex"),
