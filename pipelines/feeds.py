@@ -107,6 +107,10 @@ class PersonRecord:
     # a roster: two of its records are two people (unless the evidence is overwhelming) when
     # they share the first this-many key columns (0: the whole roster; None: no such rule)
     distinct_within: int | None = None
+    # roles read from other rows of the same delivery rather than a column: (role, SQL over the
+    # row `r` and its feed's raw table), as a housing roster names a child's guardian by its
+    # household's head
+    derived: tuple[tuple[str, str], ...] = ()
 
     def column(self, role: str) -> str | None:
         return dict(self.roles).get(role)
@@ -279,7 +283,12 @@ RESIDENTS = Feed(
     person=PersonRecord("housing", ("household_id", "member_seq"), (
         ("first_name", "first_name"), ("last_name", "last_name"), ("dob", "dob"),
         ("street_line", "address"), ("unit", "unit"), ("zip", "zip")),
-        described_as="housing roster", distinct_within=1),  # one household lists each once
+        described_as="housing roster", distinct_within=1,  # one household lists each once
+        derived=(("guardian", """(
+            select h.first_name || ' ' || h.last_name from raw.housing__residents as h
+            where r.relationship = 'CHILD' and h.household_id = r.household_id
+              and h._delivery_id = r._delivery_id and h.relationship = 'HEAD'
+            order by h.member_seq limit 1)"""),)),
 )
 
 ENROLLMENT = Feed(
@@ -450,11 +459,13 @@ def person_records_sql(feeds: tuple[Feed, ...] = FEEDS) -> str:
         assert feed.person is not None
         types = dict(vault_columns(feed))
         roles = []
+        derived = dict(feed.person.derived)
         for role in PERSON_ROLES:
             col = feed.person.column(role)
             kind = "DATE" if role == "dob" else "VARCHAR"
             roles.append(f"r.{col.lower()}" if col and types.get(col) == kind
                          else f"cast(r.{col.lower()} as {kind})" if col
+                         else f"cast({derived[role]} as {kind})" if role in derived
                          else f"cast(null as {kind})")
         parts.append(
             f"select '{feed.person.source}' as source, {feed.record_key_sql('r')} as record_key, "
