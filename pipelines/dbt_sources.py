@@ -2,6 +2,8 @@
 
 - `dbt_project/models/staging/__sources.yml`: the dbt sources, from the feed registry, so a
   feed declared in `pipelines/feeds.py` is `source('src', '<table>')` with no yml edited.
+- `dbt_project/macros/latest_version.sql`: each versioned source's latest-version rule (its
+  key and semantics), from the feed registry.
 - `dbt_project/macros/alert_rule_models.sql`: the rule models the alerts mart and the policy
   facts union, from `seeds/alert_rules.csv`, so a new rule is its model and its seed rows.
   (dbt resolves refs when it parses, before any seed is loaded or the graph exists, so the
@@ -22,6 +24,7 @@ from pipelines.warehouse import src_tables
 
 SOURCES_YML = REPO_ROOT / "dbt_project" / "models" / "staging" / "__sources.yml"
 RULE_MODELS_SQL = REPO_ROOT / "dbt_project" / "macros" / "alert_rule_models.sql"
+LATEST_VERSION_SQL = REPO_ROOT / "dbt_project" / "macros" / "latest_version.sql"
 RULE_MODELS_DIR = REPO_ROOT / "dbt_project" / "models" / "intermediate" / "alerts"
 ALERT_RULES = REPO_ROOT / "seeds" / "alert_rules.csv"
 
@@ -42,22 +45,37 @@ sources:
 
 
 def sources_yaml(feeds: tuple[Feed, ...] = FEEDS) -> str:
-    """Each source with its description, its Dagster asset, and, for a feed's table, which of
-    its rows is a record's latest version (read by the `latest_version` macro)."""
+    """Each source with its description and its Dagster asset."""
     lines = [HEADER.rstrip("\n")]
-    by_table = {f.warehouse_table: f for f in feeds if f.warehouse_table
-                and f.semantics in ("latest_reported", "latest_extract", "incremental")
-                and not f.answers_lists}  # feedback lines are events, not versions
     for table, description in src_tables(feeds).items():
-        meta = f'dagster: {{asset_key: ["src", "{table}"]}}'
-        if table in by_table:
-            partition, order = by_table[table].warehouse_versions()
-            meta += (f", plumbline: {{latest_version: {{partition_by: {json.dumps(list(partition))}"
-                     f", order_by: {json.dumps(list(order))}}}}}")
         lines += [f"      - name: {table}",
                   f"        description: {json.dumps(description, ensure_ascii=False)}",
-                  f"        meta: {{{meta}}}"]
+                  f'        meta: {{dagster: {{asset_key: ["src", "{table}"]}}}}']
     return "\n".join(lines) + "\n"
+
+
+def latest_version_macro(feeds: tuple[Feed, ...] = FEEDS) -> str:
+    """The `latest_version(source_table)` macro: each versioned source's rule (its key and its
+    semantics, from the registry) as the `qualify` that keeps a record's latest version."""
+    rules = {}
+    for f in feeds:
+        if f.warehouse_table and not f.answers_lists and f.semantics in (
+                "latest_reported", "latest_extract", "incremental"):
+            partition, order = f.warehouse_versions()
+            rules[f.warehouse_table] = (", ".join(partition), ", ".join(order))
+    listed = "".join(f"        '{t}': {{'partition_by': '{p}', 'order_by': '{o}'}},\n"
+                     for t, (p, o) in rules.items())
+    return (
+        "{#- Written by `plumbline prepare` from the feed registry (pipelines/feeds.py: each\n"
+        "    feed's src_key and semantics): the `qualify` that keeps each record's latest\n"
+        "    version of a warehouse source. One rule for every model that reads versions. -#}\n"
+        "{% macro latest_version(source_table) -%}\n"
+        "    {%- set rules = {\n" + listed + "    } -%}\n"
+        "    {%- set rule = rules[source_table] -%}\n"
+        "    qualify row_number() over (\n"
+        "        partition by {{ rule.partition_by }} order by {{ rule.order_by }}\n"
+        "    ) = 1\n"
+        "{%- endmacro %}\n")
 
 
 def rule_models(seed: Path = ALERT_RULES, models: Path = RULE_MODELS_DIR) -> list[str]:
@@ -108,4 +126,6 @@ def write_derived() -> list[Path]:
         written.append(SOURCES_YML)
     if _write(RULE_MODELS_SQL, rule_models_macro(rule_models())):
         written.append(RULE_MODELS_SQL)
+    if _write(LATEST_VERSION_SQL, latest_version_macro()):
+        written.append(LATEST_VERSION_SQL)
     return written

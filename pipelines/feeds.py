@@ -155,7 +155,7 @@ class Feed:
     def warehouse_versions(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(partition, order) of the latest-version rule in the warehouse, from the feed's
         key and semantics: the latest report wins (`latest_reported`), else the latest
-        extract. The dbt macro `latest_version` reads it from the sources."""
+        extract. `plumbline prepare` writes it into the dbt macro `latest_version`."""
         order = ((f"{self.reported.lower()} desc",) if self.semantics == "latest_reported"
                  and self.reported else ()) + ("extract_date desc",)
         return self.src_key, order

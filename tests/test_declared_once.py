@@ -151,9 +151,15 @@ def test_the_dbt_sources_are_the_registrys() -> None:
     current, and a declared feed is a source with no yml edited."""
     import yaml
 
-    from pipelines.dbt_sources import SOURCES_YML, sources_yaml
+    from pipelines.dbt_sources import (
+        LATEST_VERSION_SQL,
+        SOURCES_YML,
+        latest_version_macro,
+        sources_yaml,
+    )
 
     assert SOURCES_YML.read_text() == sources_yaml(), "run `plumbline prepare`"
+    assert LATEST_VERSION_SQL.read_text() == latest_version_macro(), "run `plumbline prepare`"
     (src,) = yaml.safe_load(sources_yaml(REGISTRY))["sources"]
     tables = {t["name"]: t for t in src["tables"]}
     assert {"health_tests", "persons", "childcare__roster"} <= set(tables)

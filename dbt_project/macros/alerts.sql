@@ -75,16 +75,3 @@
     {%- endfor -%}
     {{ return(columns) }}
 {%- endmacro %}
-
-{#- The `qualify` that keeps each record's latest version of a warehouse source, as the feed
-    registry declares it (pipelines/feeds.py: key and semantics; written into the sources'
-    meta by `plumbline prepare`): one rule for every model that reads versions. -#}
-{% macro latest_version(source_table) -%}
-    {%- if execute -%}
-        {%- set node = graph.sources['source.plumbline.src.' ~ source_table] -%}
-        {%- set rule = node.meta.plumbline.latest_version -%}
-    qualify row_number() over (
-        partition by {{ rule.partition_by | join(', ') }} order by {{ rule.order_by | join(', ') }}
-    ) = 1
-    {%- endif -%}
-{%- endmacro %}
