@@ -102,23 +102,6 @@ def _address() -> cl.CustomComparison:
     )
 
 
-def _middle_name() -> cl.CustomComparison:
-    """Middle names, where both records give one: health and the school often do. An initial
-    agrees with the name it starts."""
-    return cl.CustomComparison(
-        output_column_name="middle_name",
-        comparison_levels=[
-            cll.NullLevel("middle_name"),
-            cll.ExactMatchLevel("middle_name"),
-            cll.CustomLevel("starts_with(middle_name_l, middle_name_r) or "
-                            "starts_with(middle_name_r, middle_name_l)",
-                            label_for_charts="One middle name the initial of the other"),
-            cll.JaroWinklerLevel("middle_name", 0.88),
-            cll.ElseLevel(),
-        ],
-    )
-
-
 def _guardian() -> cl.CustomComparison:
     """The guardian both partners name (health's `LAST, FIRST`, the school's free text): the
     evidence that joins a child's tests to the school record when the family moved between
@@ -196,7 +179,6 @@ def settings() -> SettingsCreator:
         probability_two_random_records_match=0.0001,
         comparisons=[
             _first_name(),
-            _middle_name(),
             _last_name(),
             _dob(),
             cl.ExactMatch("sex"),
@@ -234,6 +216,20 @@ def train(linker: Linker, seed: int = 42) -> None:
     linker.training.estimate_parameters_using_expectation_maximisation(block_on("dob"))
     linker.training.estimate_parameters_using_expectation_maximisation(
         block_on("first_name", "last_name"))
+
+
+def floored(model: dict, least: float = 1e-300) -> dict:
+    """The trained model with no m or u probability below `least`. EM can drive a level no
+    match ever reached to exactly 0, which Splink accepts while training but refuses when the
+    saved model is loaded again (the next week's run): the floor keeps its weight as good as
+    minus infinity and the model loadable."""
+    for comparison in model["comparisons"]:
+        for level in comparison["comparison_levels"]:
+            for key in ("m_probability", "u_probability"):
+                value = level.get(key)
+                if value is not None and value < least:
+                    level[key] = least
+    return model
 
 
 def needs_training(model_path: Path, n_records: int, retrain: bool) -> bool:
@@ -279,7 +275,7 @@ def train_and_cluster(records: pd.DataFrame, threshold: float, model_path: Path,
         trainer = Linker(sdf, settings(), log_level=None)
         train(trainer, seed)
         model_path.parent.mkdir(parents=True, exist_ok=True)
-        model_path.write_text(json.dumps(trainer.misc.save_model_to_json(), indent=1))
+        model_path.write_text(json.dumps(floored(trainer.misc.save_model_to_json()), indent=1))
         model_path.with_suffix(".meta.json").write_text(json.dumps(
             {"records": len(records), "trained_at": datetime.now(UTC).isoformat()}))
     model = json.loads(model_path.read_text())

@@ -56,3 +56,24 @@ def test_a_guardian_reads_the_same_from_health_and_the_school() -> None:
     assert std_guardian("GARCIA, MARIA") == std_guardian("Maria Garcia") == ("MARIA", "GARCIA")
     assert std_guardian("Maria L. Garcia-Lopez") == ("MARIA", "GARCIALOPEZ")
     assert std_guardian("  ") == (None, None) and std_guardian("Smith") == (None, "SMITH")
+
+
+def test_a_trained_level_no_match_reached_still_loads() -> None:
+    """EM can leave a level's m at exactly 0; the saved model must load again next week."""
+    import pandas as pd
+    import pytest
+    from splink import DuckDBAPI, Linker
+
+    from linkage.model import LINK_COLUMNS, floored, settings
+
+    records = pd.DataFrame([dict.fromkeys(LINK_COLUMNS, None) | {"unique_id": "a",
+                                                                  "first_aliases": []}])
+    model = Linker(DuckDBAPI().register(records, table_name="r"), settings(),
+                   log_level=None).misc.save_model_to_json()
+    level = next(lv for c in model["comparisons"] for lv in c["comparison_levels"]
+                 if not lv.get("is_null_level") and not lv.get("fix_m_probability"))
+    level["m_probability"], level["u_probability"] = 0.0, 0.5
+    with pytest.raises(ValueError, match="m_probability"):
+        Linker(DuckDBAPI().register(records, table_name="r"), model, log_level=None)
+    Linker(DuckDBAPI().register(records, table_name="r"), floored(model), log_level=None)
+    assert level["m_probability"] == 1e-300
