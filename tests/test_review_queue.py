@@ -54,7 +54,7 @@ def test_an_answer_in_the_review_queue_changes_the_next_runs_people(
             linked = "linked them as one child" in first.inner_text()
             assert "How each field compared, and its weight" in first.inner_text()
             answer = "Not the same child" if linked else "The same child"
-            first.get_by_role("button", name=answer).click()
+            first.get_by_role("button", name=answer, exact=True).click()
             page.wait_for_url("**/?saved=*")
             assert "Saved:" in page.inner_text("body")
             # answered pairs leave the queue
