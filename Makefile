@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 export PLUMBLINE_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: install demo run test ui lint clean chromium linkage-report bench bench-datalab bench-public-town
+.PHONY: install demo run test ui lint clean chromium linkage-report bench bench-datalab bench-public-town bench-ingest
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ bench: $(STAMP)
 ## does the data lab recover planted program effects? 40 towns and 10 cities (not part of the tests)
 bench-datalab: $(STAMP)
 	$(BIN)/python -m benchmarks.datalab --towns 40 --cities 10 --results benchmarks/DATALAB.md
+
+## how fast ingest reads, validates and types a 100k city's deliveries (not part of the tests)
+bench-ingest: $(STAMP)
+	$(BIN)/python -m benchmarks.ingest_parse --people 100000 --seed 5 --results benchmarks/INGEST_PARSE.md
 
 ## what a small town's public page shows, and that nothing is disclosed (not part of the tests)
 bench-public-town: $(STAMP)
