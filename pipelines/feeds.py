@@ -8,14 +8,10 @@ Readers, validation, the vault tables and the receipts are all driven from these
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
 from typing import Any
 
 from pipelines import parsing as p
-
-Parser = Callable[[str, date], Any]  # (text, latest plausible date) -> value
 
 # an organisation's code as a folder name (health, housing, schools, or a provider's code):
 # letters and digits only, so it can never be a path
