@@ -93,7 +93,8 @@ def publish_all(settings: Settings, manifest: Path | None = None) -> dict[str, o
         tables = {t: wh.execute(f"select * from marts.{t}").df() for t in PUBLISHED}
         contracts = wh.execute(
             "select * from staging.stg_providers__contracts qualify row_number() over "
-            "(partition by contract_id order by extract_date desc) = 1").df()
+            "(partition by contract_id order by extract_date desc) = 1 "
+            "order by contract_id").df()  # one order, so the same data gives the same bytes
     version = publish_snapshot(settings.data_dir / "published", tables)
     package = write_ocds(settings, contracts, tables["contract_outcomes"])
     pooled = tables["agency_timeliness_pooled"]
