@@ -107,25 +107,14 @@ def rule_models_macro(names: list[str]) -> str:
         "{%- endmacro %}\n")
 
 
-def _write(path: Path, text: str) -> bool:
-    if path.exists() and path.read_text() == text:
-        return False
-    path.write_text(text)
-    return True
-
-
-def write_sources_yaml(path: Path = SOURCES_YML, feeds: tuple[Feed, ...] = FEEDS) -> bool:
-    """Write the sources when they differ from the registry's; True when written."""
-    return _write(path, sources_yaml(feeds))
-
-
 def write_derived() -> list[Path]:
-    """Everything the dbt project derives, written where it changed; the paths written."""
+    """Everything the dbt project derives, written where it changed; the paths written (a file
+    left as it was keeps its time, so dbt does not parse again for nothing)."""
     written = []
-    if write_sources_yaml():
-        written.append(SOURCES_YML)
-    if _write(RULE_MODELS_SQL, rule_models_macro(rule_models())):
-        written.append(RULE_MODELS_SQL)
-    if _write(LATEST_VERSION_SQL, latest_version_macro()):
-        written.append(LATEST_VERSION_SQL)
+    for path, text in ((SOURCES_YML, sources_yaml()),
+                       (RULE_MODELS_SQL, rule_models_macro(rule_models())),
+                       (LATEST_VERSION_SQL, latest_version_macro())):
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)
+            written.append(path)
     return written

@@ -24,7 +24,6 @@ import numbers
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -34,6 +33,7 @@ import matplotlib
 import pandas as pd
 
 from pipelines.csvsafe import write_csv
+from pipelines.dbt_manifest import dbt_executable
 from pipelines.pages import render
 from pipelines.stores import Settings, seed_values, share, warehouse_lock
 from pipelines.suppression import FOLLOWUP_PAIRS
@@ -62,11 +62,10 @@ def write_dictionary(settings: Settings, manifest: Path) -> Path:
     cache = manifest.parent / "dictionary" / f"{stamp}.html"
     if not cache.exists():
         project = manifest.parent.parent
-        dbt = Path(sys.executable).with_name("dbt")
         with tempfile.TemporaryDirectory(prefix="plumbline-dictionary-") as tmp:
             shutil.copyfile(manifest, Path(tmp) / "manifest.json")
             done = subprocess.run(
-                [str(dbt if dbt.exists() else "dbt"), "docs", "generate", "--static",
+                [dbt_executable(), "docs", "generate", "--static",
                  "--empty-catalog", "--no-compile", "--quiet", "--target-path", tmp,
                  "--project-dir", str(project), "--profiles-dir", str(project)],
                 capture_output=True, text=True, check=False,

@@ -6,17 +6,16 @@ import json
 import os
 import random
 import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 import pytest
 
+from pipelines.dbt_manifest import dbt_executable
 from pipelines.suppression import TOTAL, disclosed_small_cells
 
 DBT_PROJECT = Path(__file__).resolve().parent.parent / "dbt_project"
-DBT = str(Path(sys.executable).with_name("dbt"))
 MEASURES = ["tested", "due", "in_time"]
 PAIRS = [("due", "in_time")]
 
@@ -24,7 +23,7 @@ PAIRS = [("due", "in_time")]
 def _dbt(data_dir: Path, *args: str) -> str:
     env = {**os.environ, "PLUMBLINE_DATA_DIR": str(data_dir)}
     done = subprocess.run(
-        [DBT, "--quiet", *args, "--profiles-dir", str(DBT_PROJECT),
+        [dbt_executable(), "--quiet", *args, "--profiles-dir", str(DBT_PROJECT),
          "--target-path", str(data_dir / "target")],
         cwd=DBT_PROJECT, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
