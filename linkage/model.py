@@ -232,73 +232,125 @@ def floored(model: dict, least: float = 1e-300) -> dict:
     return model
 
 
-def needs_training(model_path: Path, n_records: int, retrain: bool) -> bool:
-    """Train when asked, when there is no model yet, or when the data has doubled since.
-
-    Reusing the trained model keeps person_ids stable between weekly runs: retraining every
-    run moves borderline links for no reason in the data (u is estimated from random pairs).
-    """
-    meta = model_path.with_suffix(".meta.json")
-    if retrain or not model_path.exists() or not meta.exists():
-        return True
-    trained_on = json.loads(meta.read_text()).get("records", 0)
-    return n_records >= 2 * max(trained_on, 1)
+TF_COLUMNS = ("first_name", "last_name")
 
 
-def train_and_cluster(records: pd.DataFrame, threshold: float, model_path: Path,
-                      seed: int = 42, cannot: set[frozenset[str]] | None = None,
-                      retrain: bool = False, memory_limit: str = "6GB",
-                      must: set[frozenset[str]] | None = None, review_size: int = 0,
-                      rosters: dict[str, int] | None = None, overwhelming: float = 1.0,
-                      flag_size: int | None = None) -> tuple[pd.DataFrame, dict]:
-    """Predict pairs with the city's model (training it first if needed) and cluster them at
-    `threshold`, honouring `cannot` (never one person) and then `must` (one person, unless
-    that would join a cannot pair). `review_size`: how many undecided pairs nearest the
-    threshold to return for clerical review. `rosters`: source -> how many leading parts of
-    the record key (split on '-') name a roster; two records of one roster are kept apart
-    unless their own match probability is at least `overwhelming`. `flag_size`: a person with
-    more records than this is flagged (the health check's bound), and up to half the review
-    queue goes to its weakest links. Only identifiers leave this function."""
-    con = duckdb.connect(":memory:")
-    con.execute("SET enable_progress_bar = false")
-    # bounded memory, spilling beside the model (in the data dir), never into the cwd
+def engine(memory_limit: str, spill: Path) -> tuple[duckdb.DuckDBPyConnection, DuckDBAPI]:
+    """Splink's own in-memory DuckDB, bounded, spilling into `spill` (in the data dir, never
+    the cwd)."""
     if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", memory_limit.strip(), re.IGNORECASE):
         raise ValueError(f"linkage memory limit {memory_limit!r} is not a size such as 6GB")
+    con = duckdb.connect(":memory:")
+    con.execute("SET enable_progress_bar = false")
     con.execute(f"SET memory_limit = '{memory_limit.strip()}'")
-    spill = model_path.parent / "spill"
     spill.mkdir(parents=True, exist_ok=True)
     con.execute(f"SET temp_directory = '{spill.as_posix()}'")
-    db_api = DuckDBAPI(connection=con)
-    sdf = db_api.register(records[LINK_COLUMNS], table_name="person_records")
-    trained = needs_training(model_path, len(records), retrain)
-    if trained:
-        trainer = Linker(sdf, settings(), log_level=None)
-        train(trainer, seed)
-        model_path.parent.mkdir(parents=True, exist_ok=True)
-        model_path.write_text(json.dumps(floored(trainer.misc.save_model_to_json()), indent=1))
-        model_path.with_suffix(".meta.json").write_text(json.dumps(
-            {"records": len(records), "trained_at": datetime.now(UTC).isoformat()}))
+    return con, DuckDBAPI(connection=con)
+
+
+def term_frequencies(records: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Splink's term-frequency lookups (value, share of the non-missing values), frozen when
+    the model is trained: a week's records are scored with the frequencies the model was
+    trained with, so scoring them alone gives what scoring every record together would."""
+    out = {}
+    for column in TF_COLUMNS:
+        counts = records[column].dropna().value_counts()
+        out[column] = pd.DataFrame({column: counts.index.astype(str),
+                                    f"tf_{column}": (counts / counts.sum()).to_numpy()})
+    return out
+
+
+def train_model(db_api: DuckDBAPI, records: pd.DataFrame, model_path: Path, seed: int = 42,
+                sample_max: int | None = None) -> None:
+    """Train the city's model and save it beside its meta. Above `sample_max` records it is
+    trained on a random sample of that many: u (random pairs), m (EM within blocks) and
+    lambda (the share of pairs that match) are all ratios over pairs, which a uniform sample
+    of records keeps, so training costs the same at any city size."""
+    trained_on = records
+    if sample_max and len(records) > sample_max:
+        trained_on = records.sample(n=sample_max, random_state=seed).sort_values("unique_id")
+    sdf = db_api.register(trained_on[LINK_COLUMNS].reset_index(drop=True))
+    trainer = Linker(sdf, settings(), log_level=None)
+    train(trainer, seed)
+    model_path.parent.mkdir(parents=True, exist_ok=True)
+    model_path.write_text(json.dumps(floored(trainer.misc.save_model_to_json()), indent=1))
+    model_path.with_suffix(".meta.json").write_text(json.dumps(
+        {"records": len(records), "sample": len(trained_on),
+         "trained_at": datetime.now(UTC).isoformat()}))
+    db_api.delete_tables_created_by_splink_from_db()
+
+
+def model_fingerprint(model_path: Path) -> str:
+    """Which trained model scored a set of pairs (pairs scored by another must be rescored)."""
+    import hashlib
+
+    return hashlib.sha256(model_path.read_bytes()).hexdigest()[:16]
+
+
+def score_pairs(con: duckdb.DuckDBPyConnection, db_api: DuckDBAPI, model_path: Path, tf: dict[str, pd.DataFrame],
+                new: str, existing: str | None, threshold: float) -> str:
+    """Score, with the saved model and its frozen term frequencies, every blocked pair among
+    the records of table `new` and between them and those of table `existing` (never among
+    the existing ones: they were scored before). Returns the name of the table of pairs at
+    or above `threshold`: ids, match weight and probability, and each comparison's weight."""
     model = json.loads(model_path.read_text())
     # the comparison levels of each pair are the evidence of why records are one person
     model["retain_intermediate_calculation_columns"] = True
-    linker = Linker(sdf, model, log_level=None)
-    pairs = linker.inference.predict(threshold_match_probability=min(0.5, threshold))
-    clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
-        pairs, threshold_match_probability=threshold)
-    out = clusters.as_pandas_dataframe()[["unique_id", "cluster_id"]]
-    apart = roster_cannot_links(con, out, pairs.physical_name, rosters or {}, overwhelming,
-                                must or set())
-    split = _honour_cannot_links(con, out, pairs.physical_name, threshold,
-                                 (cannot or set()) | apart)
+    new_sdf = db_api.register(new)
+    linker = Linker(new_sdf, model, log_level=None)
+    for column, frame in tf.items():
+        linker.table_management.register_term_frequency_lookup(
+            db_api.register(frame), column)
+    names = [c["output_column_name"] for c in model["comparisons"]]
+    keep = ("unique_id_l, unique_id_r, match_weight, match_probability, "
+            + ", ".join(f"mw_{n}" for n in names))
+    found = [linker.inference.predict_within(new_sdf, threshold_match_probability=threshold,
+                                             warning_mode="never")]
+    if existing is not None:
+        found.append(linker.inference.predict_between(
+            new_sdf, db_api.register(existing), threshold_match_probability=threshold,
+            warning_mode="never"))
+    con.execute("create or replace table scored_pairs as "
+                + " union all ".join(f"select {keep} from {f.physical_name}" for f in found))
+    db_api.delete_tables_created_by_splink_from_db()
+    return "scored_pairs"
+
+
+def components(uids: list[str], edges: pd.DataFrame) -> list[str]:
+    """Connected components of the links at or above the threshold: each record's cluster,
+    named by its smallest unique_id (as Splink names them)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    index = pd.Index(uids)
+    a = index.get_indexer(edges["unique_id_l"])
+    b = index.get_indexer(edges["unique_id_r"])
+    inside = (a >= 0) & (b >= 0)
+    n = len(index)
+    graph = coo_matrix((np.ones(int(inside.sum()), dtype=np.int8), (a[inside], b[inside])),
+                       shape=(n, n))
+    _, label = connected_components(graph, directed=False)
+    first = pd.Series(index.to_numpy()).groupby(label).transform("min")
+    return first.tolist()
+
+
+def cluster(con: duckdb.DuckDBPyConnection, uids: list[str], pairs: str, threshold: float,
+            cannot: set[frozenset[str]] | None = None, must: set[frozenset[str]] | None = None,
+            rosters: dict[str, int] | None = None, overwhelming: float = 1.0
+            ) -> tuple[pd.DataFrame, dict]:
+    """Cluster the records `uids` on the scored pairs in table `pairs` at `threshold`,
+    honouring `cannot` (never one person) and then `must` (one person, unless that would join
+    a cannot pair). `rosters`: source -> how many leading parts of the record key (split on
+    '-') name a roster; two records of one roster are kept apart unless their own match
+    probability is at least `overwhelming`. Only identifiers leave this function."""
+    edges = con.execute(f"select unique_id_l, unique_id_r from {pairs} "
+                        "where match_probability >= ?", [threshold]).df()
+    out = pd.DataFrame({"unique_id": uids, "cluster_id": components(uids, edges)})
+    apart = roster_cannot_links(con, out, pairs, rosters or {}, overwhelming, must or set())
+    split = _honour_cannot_links(con, out, pairs, threshold, (cannot or set()) | apart)
     joined = _honour_must_links(out, must or set(), cannot or set())
-    evidence = link_evidence(con, pairs.physical_name, model, out, threshold)
-    review = review_candidates(con, pairs.physical_name, model, out, threshold, review_size,
-                               (must or set()) | (cannot or set()), flag_size)
-    con.close()
-    return out, {"pairs_linked": len(evidence), "clusters_split_by_cannot_links": split,
-                 "roster_pairs_kept_apart": len(apart),
-                 "clusters_joined_by_must_links": joined,
-                 "model_trained": int(trained), "evidence": evidence, "review": review}
+    return out, {"clusters_split_by_cannot_links": split, "roster_pairs_kept_apart": len(apart),
+                 "clusters_joined_by_must_links": joined}
 
 
 def _levels(model: dict) -> dict[str, tuple[np.ndarray, list[str]]]:

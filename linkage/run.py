@@ -12,12 +12,16 @@ most of its records already had, so a new delivery only mints ids for new people
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+import json
 import secrets
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from linkage import standardise as S
@@ -54,7 +58,8 @@ def standardise_records(raw: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def assign_person_ids(clusters: pd.DataFrame, prior: dict[str, str]) -> dict[str, str]:
+def assign_person_ids(clusters: pd.DataFrame, prior: dict[str, str],
+                      in_use: set[str] | frozenset[str] = frozenset()) -> dict[str, str]:
     """cluster_id -> person_id, keeping each cluster's most common prior id where it can.
 
     Larger clusters choose first, so when two clusters both claim an old id (a split), the
@@ -64,7 +69,7 @@ def assign_person_ids(clusters: pd.DataFrame, prior: dict[str, str]) -> dict[str
     members: dict[str, list[str]] = {}
     for uid, cid in zip(clusters["unique_id"], clusters["cluster_id"], strict=True):
         members.setdefault(cid, []).append(uid)
-    taken: set[str] = set()
+    taken: set[str] = set(in_use)  # ids of persons this run did not touch
     result: dict[str, str] = {}
     for cid in sorted(members, key=lambda c: (-len(members[c]), str(c))):
         votes = Counter(prior[u] for u in members[cid] if u in prior)
@@ -108,64 +113,263 @@ def new_person_id(taken: set[str]) -> str:
             return pid
 
 
+# what standardising a raw record means: a change to it restandardises every record
+_STANDARD = hashlib.sha256((inspect.getsource(S) + inspect.getsource(standardise_records))
+                           .encode()).hexdigest()[:12]
+
+
+def _ids(con: duckdb.DuckDBPyConnection, name: str, ids, column: str = "uid") -> None:
+    """Register a set of ids as a one-column table (typed text even when empty)."""
+    import pyarrow as pa
+
+    con.register(name, pa.table({column: pa.array(sorted(ids), pa.string())}))
+
+
+def typed(frame: str, columns) -> str:
+    """select every column of registered `frame` with its declared type: a pandas column of
+    only missing values would otherwise come through as a number."""
+    return "select " + ", ".join(
+        f"cast({c} as {'varchar[]' if c == 'first_aliases' else 'varchar'}) as {c}"
+        for c in columns) + f" from {frame}"
+
+
+def _hashed_input(con: duckdb.DuckDBPyConnection, records_sql: str) -> None:
+    """temp table link_input: every current person-record's roles and a hash of them, so a
+    record that did not change since the last run is neither standardised nor scored again."""
+    roles = [r[0] for r in con.execute(f"describe select * from ({records_sql})").fetchall()
+             if r[0] not in ("source", "record_key")]
+    parts = ", ".join(f"coalesce(cast({c} as varchar), chr(0))" for c in roles)
+    con.execute(f"create or replace temp table link_input as select *, "
+                f"md5(concat_ws(chr(31), '{_STANDARD}', {parts})) as record_hash, "
+                f"source || ':' || record_key as unique_id from ({records_sql})")
+
+
+def _has(con: duckdb.DuckDBPyConnection, table: str, column: str | None = None) -> bool:
+    schema, name = table.split(".")
+    if column is None:
+        return con.execute("select count(*) from information_schema.tables where "
+                           "table_schema = ? and table_name = ?", [schema, name]).fetchall()[0][0]
+    return con.execute("select count(*) from information_schema.columns where table_schema = ?"
+                       " and table_name = ? and column_name = ?",
+                       [schema, name, column]).fetchall()[0][0] > 0
+
+
+def _state(con: duckdb.DuckDBPyConnection) -> dict:
+    """What the last run left to build on: its model, threshold and scored pairs."""
+    if not (_has(con, "linkage.link_state") and _has(con, "linkage.link_pairs")
+            and _has(con, "linkage.person_records", "record_hash")
+            and _has(con, "linkage.person_crosswalk")):
+        return {}
+    rows = con.execute("select model, threshold from linkage.link_state").fetchall()
+    return {"model": rows[0][0], "threshold": rows[0][1]} if rows else {}
+
+
+def retrain_reasons(model_path: Path, tf_seen: dict[str, set[str]], records: pd.DataFrame,
+                    drift: dict[str, float]) -> list[str]:
+    """Why the model must be trained again, from what drifted since it was trained: the
+    records grew by `drift['growth']` times or more, or at least `drift['unseen_names']` of
+    the records carry a first name or surname the frozen term frequencies never saw (the
+    population the model describes has changed). Empty: keep the model."""
+    meta = model_path.with_suffix(".meta.json")
+    if not model_path.exists() or not meta.exists():
+        return ["no trained model yet"]
+    reasons = []
+    trained_on = max(json.loads(meta.read_text()).get("records", 0), 1)
+    growth = len(records) / trained_on
+    if "growth" in drift and growth >= drift["growth"]:
+        reasons.append(f"records grew {growth:.2f}x since training")
+    unseen = unseen_name_share(tf_seen, records)
+    if "unseen_names" in drift and unseen >= drift["unseen_names"]:
+        reasons.append(f"{unseen:.1%} of records have names the model never saw")
+    return reasons
+
+
+def unseen_name_share(tf_seen: dict[str, set[str]], records: pd.DataFrame) -> float:
+    if not tf_seen or not len(records):
+        return 0.0
+    unseen = np.zeros(len(records), dtype=bool)
+    for column, seen in tf_seen.items():
+        values = records[column]
+        unseen |= (values.notna() & ~values.isin(seen)).to_numpy()
+    return float(unseen.mean())
+
+
 def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: float,
                 records_sql: str, retrain: bool = False, memory_limit: str = "6GB",
                 review_size: int = 0, rosters: dict[str, int] | None = None,
-                overwhelming: float = 1.0, flag_size: int | None = None) -> dict[str, int]:
-    """Relink every person-record in the vault; returns counts (never identities).
+                overwhelming: float = 1.0, flag_size: int | None = None,
+                sample_max: int | None = None, drift: dict[str, float] | None = None,
+                full: bool = False) -> dict[str, int]:
+    """Link the vault's person-records; returns counts (never identities).
 
     `threshold` is the match probability at which two records are one person, and
     `records_sql` selects one row per person-record in the roles linkage reads (source,
     record_key, first_name, middle_name, last_name, dob, sex, street_line, unit, zip,
-    medicaid_id, patient_id). The caller derives both from its declarations and seeds: linkage
-    is a library and reads neither."""
-    from linkage.model import MODEL_FILE, train_and_cluster
+    medicaid_id, patient_id, guardian). The caller derives both from its declarations and
+    seeds: linkage is a library and reads neither.
 
+    Incremental: only records that are new or changed since the last run are standardised and
+    scored (against each other and against every other record, with the model's frozen term
+    frequencies); only the persons they touch are clustered again. Every record is scored and
+    clustered again (`full`) when the model is (re)trained (`retrain`, or what `drift` bounds
+    says drifted), when the model or threshold changed since the last run, or on the first
+    run. Both give the same pairs, so the same people."""
+    from linkage.model import (
+        MODEL_FILE,
+        TF_COLUMNS,
+        cluster,
+        engine,
+        link_evidence,
+        model_fingerprint,
+        review_candidates,
+        score_pairs,
+        term_frequencies,
+        train_model,
+    )
+
+    model_path = model_dir / MODEL_FILE
     con.execute("create schema if not exists linkage")
     con.execute("create table if not exists linkage.run_stats (run_at timestamp, records integer,"
                 " persons integer, linked_share double, largest_cluster integer)")
-    raw = con.execute(records_sql).df()
-    records = standardise_records(raw)
-    new_cannot = record_feedback_cannot_links(con)
+    for col, kind in (("incremental", "boolean"), ("records_relinked", "integer"),
+                      ("retrain_reason", "varchar"), ("unseen_name_share", "double")):
+        con.execute(f"alter table linkage.run_stats add column if not exists {col} {kind}")
+    _hashed_input(con, records_sql)
+    state = _state(con)
+    if state:
+        fresh = con.execute(
+            "select i.* exclude (unique_id, record_hash), i.unique_id, i.record_hash "
+            "from link_input as i anti join linkage.person_records as p "
+            "on p.unique_id = i.unique_id and p.record_hash = i.record_hash").df()
+        kept = con.execute(
+            "select p.* from linkage.person_records as p semi join link_input as i "
+            "on p.unique_id = i.unique_id and p.record_hash = i.record_hash").df()
+        kept["first_aliases"] = [list(a) if a is not None else [] for a in kept["first_aliases"]]
+        gone = {u for (u,) in con.execute(
+            "select unique_id from linkage.person_records anti join link_input using "
+            "(unique_id, record_hash)").fetchall()}
+    else:
+        fresh = con.execute("select * from link_input").df()
+        kept, gone = None, set()
+    new = standardise_records(fresh)
+    new["record_hash"] = fresh["record_hash"].to_numpy()
+    records = new if kept is None else pd.concat([kept, new], ignore_index=True)
+    records = records.sort_values("unique_id", ignore_index=True)
+
+    tf_seen = {}
+    if _has(con, "linkage.tf_first_name") and model_path.exists():
+        tf_seen = {c: {v for (v,) in con.execute(f"select {c} from linkage.tf_{c}").fetchall()}
+                   for c in TF_COLUMNS}
+    reasons = ["asked to retrain"] if retrain else retrain_reasons(
+        model_path, tf_seen, records, drift or {"growth": 2.0})
+    unseen = unseen_name_share(tf_seen, records)
+    mem, db_api = engine(memory_limit, model_dir / "spill")
+    if reasons:
+        train_model(db_api, records, model_path, sample_max=sample_max)
+        for column, frame in term_frequencies(records).items():
+            con.register("frame", frame)
+            con.execute(f"create or replace table linkage.tf_{column} as select * from frame")
+            con.unregister("frame")
+        unseen = 0.0
+    tf = {c: con.execute(f"select * from linkage.tf_{c}").df() for c in TF_COLUMNS}
+    fingerprint = model_fingerprint(model_path)
+    full = bool(full or reasons or not state or state["model"] != fingerprint
+                or state["threshold"] != threshold)
+    from linkage.model import LINK_COLUMNS
+
+    floor = min(0.5, threshold)
+    if full:
+        mem.register("records_frame", records[LINK_COLUMNS])
+        mem.execute("create or replace table fresh_records as "
+                    + typed("records_frame", LINK_COLUMNS))
+        mem.unregister("records_frame")
+        scored = score_pairs(mem, db_api, model_path, tf, "fresh_records", None, floor)
+        scope = set(records["unique_id"])
+    else:
+        mem.register("new_frame", new[LINK_COLUMNS])
+        mem.execute("create or replace table fresh_records as " + typed("new_frame", LINK_COLUMNS))
+        mem.unregister("new_frame")
+        mem.register("kept_frame", kept[LINK_COLUMNS])
+        mem.execute("create or replace table kept_records as " + typed("kept_frame", LINK_COLUMNS))
+        mem.unregister("kept_frame")
+        scored = score_pairs(mem, db_api, model_path, tf, "fresh_records",
+                             "kept_records" if len(kept) else None, floor)
+    new_pairs = mem.sql(f"select * from {scored}").to_arrow_table()
+
+    cannot_new = record_feedback_cannot_links(con)
     cannot = stored_cannot_links(con)
     must, reviewed_apart = review_decisions(con)
     cannot |= reviewed_apart
-    clusters, stats = train_and_cluster(records, threshold, model_dir / MODEL_FILE,
-                                        cannot=cannot, retrain=retrain,
-                                        memory_limit=memory_limit, must=must,
-                                        review_size=review_size, rosters=rosters,
-                                        overwhelming=overwhelming, flag_size=flag_size)
-    have_prior = con.execute(
-        "select count(*) from information_schema.tables "
-        "where table_schema = 'linkage' and table_name = 'person_crosswalk'").fetchall()[0][0]
     prior: dict[str, str] = {}
-    if have_prior:
+    if _has(con, "linkage.person_crosswalk"):
         prior = {f"{s}:{k}": p for s, k, p in con.execute(
             "select source, record_key, person_id from linkage.person_crosswalk").fetchall()}
-    ids = assign_person_ids(clusters, prior)
-    by_uid = dict(zip(clusters["unique_id"], clusters["cluster_id"], strict=True))
-    records["person_id"] = [ids[by_uid[u]] for u in records["unique_id"]]
-    crosswalk = records[["source", "record_key", "person_id"]]
-    pid_of = dict(zip(records["unique_id"], records["person_id"], strict=True))
-    evidence = stats.pop("evidence")
-    evidence.insert(0, "person_id", evidence["unique_id_l"].map(pid_of))
-    # the queue is a function of the records and the answers: a rerun leaves it byte-equal
-    review = stats.pop("review")
-    review["person_id_l"] = review["unique_id_l"].map(pid_of)
-    review["person_id_r"] = review["unique_id_r"].map(pid_of)
 
-    persons = best_values(con, records)
-    now = datetime.now(UTC).replace(tzinfo=None)
-    old_ids, new_ids = set(prior.values()), set(ids.values())
-    events = id_events(prior, pid_of, now)
     con.execute("begin transaction")
     try:
-        for name, frame in (("person_records", records.drop(columns=["first_aliases"])),
-                            ("person_crosswalk", crosswalk), ("persons", persons),
-                            ("link_evidence", evidence), ("review_queue", review)):
-            con.register("frame", frame)
-            con.execute(f"create or replace table linkage.{name} as select * from frame")
-            con.unregister("frame")
+        touched = set(new["unique_id"]) | gone
+        con.register("new_pairs", new_pairs)
+        if full or not _has(con, "linkage.link_pairs"):
+            con.execute("create or replace table linkage.link_pairs as select * from new_pairs")
+        else:
+            _ids(con, "touched_ids", touched, "uid")
+            con.execute("delete from linkage.link_pairs where unique_id_l in "
+                        "(select uid from touched_ids) or unique_id_r in "
+                        "(select uid from touched_ids)")
+            con.execute("insert into linkage.link_pairs by name select * from new_pairs")
+        if not full:
+            scope = _affected(con, prior, touched, new_pairs, threshold, cannot | must)
+        scope_ids = sorted(scope)
+        _ids(con, "scope_ids", scope_ids)
+        pairs_in_scope = con.sql(
+            "select * from linkage.link_pairs where unique_id_l in (select uid from scope_ids) "
+            "and unique_id_r in (select uid from scope_ids)").to_arrow_table()
+        mem.register("scope_arrow", pairs_in_scope)
+        mem.execute("create or replace table scope_pairs as select * from scope_arrow")
+        mem.unregister("scope_arrow")
+        clusters, stats = cluster(mem, scope_ids, "scope_pairs", threshold, cannot=cannot,
+                                  must=must, rosters=rosters, overwhelming=overwhelming)
+        prior_in = {u: p for u, p in prior.items() if u in scope or u in gone}
+        others = set(prior.values()) - set(prior_in.values())
+        ids = assign_person_ids(clusters, prior_in, others)
+        now_of = {u: ids[c] for u, c in zip(clusters["unique_id"], clusters["cluster_id"],
+                                             strict=True)}
+        model = json.loads(model_path.read_text())
+        evidence = link_evidence(mem, "scope_pairs", model, clusters, threshold)
+        evidence.insert(0, "person_id", evidence["unique_id_l"].map(now_of))
+        mem.close()
+
+        scope_frame = records[records["unique_id"].isin(scope)].copy()
+        scope_frame["person_id"] = scope_frame["unique_id"].map(now_of)
+        persons = best_values(con, scope_frame)
+        _ids(con, "changed_ids", scope | gone, "uid")
+        if full or not _has(con, "linkage.person_records", "record_hash"):
+            con.register("frame", records)
+            con.execute("create or replace table linkage.person_records as "
+                        + typed("frame", records.columns))
+        else:
+            con.register("frame", new)
+            _ids(con, "gone_ids", gone, "uid")
+            con.execute("delete from linkage.person_records where unique_id in "
+                        "(select uid from gone_ids) or unique_id in (select unique_id from frame)")
+            con.execute("insert into linkage.person_records by name "
+                        + typed("frame", new.columns))
+            con.unregister("gone_ids")
+        con.unregister("frame")
+        crosswalk = scope_frame[["source", "record_key", "person_id"]]
+        _replace_rows(con, "person_crosswalk", crosswalk, "source || ':' || record_key", full)
+        con.register("frame", persons)
+        if full or not _has(con, "linkage.persons"):
+            con.execute("create or replace table linkage.persons as select * from frame")
+        else:
+            gone_persons = set(prior_in.values()) | set(now_of.values())
+            _ids(con, "pids", gone_persons, "pid")
+            con.execute("delete from linkage.persons where person_id in (select pid from pids)")
+            con.execute("insert into linkage.persons by name select * from frame")
+            con.unregister("pids")
+        con.unregister("frame")
+        _replace_rows(con, "link_evidence", evidence, "unique_id_l", full)
+        events = id_events(prior_in, now_of, datetime.now(UTC).replace(tzinfo=None))
         con.execute("create table if not exists linkage.person_id_events "
                     "(run_at timestamp, person_id varchar, event varchar)")
         for col, kind in (("other_person_id", "varchar"), ("records", "integer")):
@@ -174,33 +378,119 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
         con.register("frame", events)
         con.execute("insert into linkage.person_id_events by name select * from frame")
         con.unregister("frame")
+        # the queue is a function of the records, the pairs and the answers: a rerun leaves
+        # it byte-equal
+        everyone = con.execute("select source || ':' || record_key as unique_id, person_id "
+                               "as cluster_id from linkage.person_crosswalk").df()
+        review = review_candidates(con, "linkage.link_pairs", model, everyone, threshold,
+                                   review_size, must | cannot, flag_size)
+        pid_of = dict(zip(everyone["unique_id"], everyone["cluster_id"], strict=True))
+        review["person_id_l"] = review["unique_id_l"].map(pid_of)
+        review["person_id_r"] = review["unique_id_r"].map(pid_of)
+        con.register("frame", review)
+        con.execute("create or replace table linkage.review_queue as select * from frame")
+        con.unregister("frame")
+        con.execute("create or replace table linkage.link_state as select ? as model, "
+                    "cast(? as double) as threshold", [fingerprint, threshold])
+        for name in ("touched_ids", "scope_ids", "changed_ids", "new_pairs"):
+            try:
+                con.unregister(name)
+            except Exception:  # noqa: BLE001 - not registered on this path
+                pass
         con.execute("commit")
     except Exception:
         con.execute("rollback")
         raise
-    moved = sum(1 for u, p in prior.items() if u in pid_of and pid_of[u] != p)
-    sizes = records.groupby("person_id").size()
-    linked_share = float(sizes[sizes > 1].sum() / len(records)) if len(records) else 0.0
+    moved = sum(1 for u, p in prior.items() if u in now_of and now_of[u] != p)
+    totals = con.execute(
+        "select count(*), count(distinct person_id), max(n), "
+        "coalesce(sum(n) filter (where n > 1), 0) from (select person_id, count(*) "
+        "over (partition by person_id) as n from linkage.person_crosswalk)").fetchall()[0]
+    n_records, n_persons = totals[0], totals[1]
+    largest = totals[2] or 0
+    linked_share = float(con.execute(
+        "select coalesce(sum(n) filter (where n > 1), 0) / greatest(sum(n), 1) from "
+        "(select count(*) as n from linkage.person_crosswalk group by person_id)").fetchall()[0][0])
     previous = con.execute(
         "select linked_share from linkage.run_stats order by run_at desc limit 1").fetchall()
-    con.execute("insert into linkage.run_stats values (?, ?, ?, ?, ?)",
-                [now, len(records), len(new_ids), linked_share, int(sizes.max()) if len(sizes)
-                 else 0])
-    return {"records": len(records), "persons": len(new_ids),
+    now = datetime.now(UTC).replace(tzinfo=None)
+    con.execute("insert into linkage.run_stats by name select ? as run_at, ? as records, "
+                "? as persons, ? as linked_share, ? as largest_cluster, ? as incremental, "
+                "? as records_relinked, ? as retrain_reason, ? as unseen_name_share",
+                [now, n_records, n_persons, linked_share, largest, not full, len(scope),
+                 "; ".join(reasons) or None, unseen])
+    old_ids, new_ids = set(prior_in.values()), set(now_of.values())
+    return {"records": n_records, "persons": n_persons,
             "new_person_ids": len(new_ids - old_ids), "retired_person_ids": len(old_ids - new_ids),
             "merges": int((events.event == "merged").sum()),
             "splits": int((events.event == "split").sum()),
             "records_that_changed_person": moved,
-            "pairs_linked": stats["pairs_linked"], "model_trained": stats["model_trained"],
-            "cannot_links": len(cannot), "new_cannot_links": new_cannot,
+            "records_scored": len(records) if full else len(new),
+            "records_relinked": len(scope), "incremental": int(not full),
+            "pairs_linked": len(evidence) if full else int(con.execute(
+                "select count(*) from linkage.link_evidence").fetchall()[0][0]),
+            "model_trained": int(bool(reasons)),
+            "cannot_links": len(cannot), "new_cannot_links": cannot_new,
             "clusters_split_by_cannot_links": stats["clusters_split_by_cannot_links"],
             "must_links": len(must),
             "clusters_joined_by_must_links": stats["clusters_joined_by_must_links"],
             "review_queue": len(review),
             "roster_pairs_kept_apart": stats["roster_pairs_kept_apart"],
-            "largest_cluster": int(sizes.max()) if len(sizes) else 0,
+            "largest_cluster": int(largest),
+            "unseen_name_share": unseen,
+            "retrain_reason": "; ".join(reasons),
             "linked_share": linked_share,
             "previous_linked_share": previous[0][0] if previous else None}
+
+
+def _replace_rows(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, key: str,
+                  full: bool) -> None:
+    """Replace, in linkage.<table>, the rows of the records relinked (`changed_ids`)."""
+    con.register("frame", frame)
+    if full or not _has(con, f"linkage.{table}"):
+        con.execute(f"create or replace table linkage.{table} as select * from frame")
+    else:
+        con.execute(f"delete from linkage.{table} where {key} in (select uid from changed_ids)")
+        con.execute(f"insert into linkage.{table} by name select * from frame")
+    con.unregister("frame")
+
+
+def _affected(con: duckdb.DuckDBPyConnection, prior: dict[str, str], touched: set[str],
+              new_pairs, threshold: float, decided: set[frozenset[str]]) -> set[str]:
+    """The records whose person can change: the new, changed and gone records, the records
+    they now link to, and every record of the persons all those belong to, closed over the
+    links at the threshold (a person once split by a cannot-link is still linked to the
+    other part) and over reviewers' decisions."""
+    seeds = set(touched)
+    for a, b, p in zip(new_pairs.column("unique_id_l").to_pylist(),
+                       new_pairs.column("unique_id_r").to_pylist(),
+                       new_pairs.column("match_probability").to_pylist(), strict=True):
+        if p >= threshold:
+            seeds |= {a, b}
+    for pair in decided:
+        seeds |= pair
+    members: dict[str, list[str]] = {}
+    for u, p in prior.items():
+        members.setdefault(p, []).append(u)
+    scope: set[str] = set()
+    frontier = seeds
+    while frontier:
+        grown = set(frontier)
+        for u in frontier:
+            if u in prior:
+                grown.update(members[prior[u]])
+        grown -= scope
+        scope |= grown
+        _ids(con, "grown_ids", grown, "uid")
+        linked = con.execute(
+            "select unique_id_r from linkage.link_pairs where match_probability >= ? and "
+            "unique_id_l in (select uid from grown_ids) union select unique_id_l from "
+            "linkage.link_pairs where match_probability >= ? and unique_id_r in "
+            "(select uid from grown_ids)", [threshold, threshold]).fetchall()
+        con.unregister("grown_ids")
+        frontier = {u for (u,) in linked} - scope
+    live = set(con.execute("select unique_id from link_input").df()["unique_id"])
+    return scope & live
 
 
 PERSONS_SQL = """

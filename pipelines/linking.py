@@ -13,7 +13,9 @@ from pipelines.stores import Settings, linkage_setting
 
 
 def relink(con: duckdb.DuckDBPyConnection, settings: Settings, retrain: bool = False,
-           feeds: tuple[Feed, ...] = FEEDS) -> dict[str, int]:
+           feeds: tuple[Feed, ...] = FEEDS, full: bool = False) -> dict[str, int]:
+    """Link the week's new and changed records into the city's people (every record again
+    when `full`, or when the model is retrained: asked, or by the drift the seed bounds)."""
     return run_linkage(
         con, settings.linkage_dir, linkage_setting("match_probability_threshold"),
         person_records_sql(feeds), retrain=retrain, memory_limit=settings.linkage_memory,
@@ -21,4 +23,8 @@ def relink(con: duckdb.DuckDBPyConnection, settings: Settings, retrain: bool = F
         rosters=distinct_rosters(feeds),
         overwhelming=linkage_setting("roster_overwhelming_probability"),
         # the persons the cluster-size check flags send their weakest links to the queue
-        flag_size=int(linkage_setting("max_cluster_records")))
+        flag_size=int(linkage_setting("max_cluster_records")),
+        sample_max=int(linkage_setting("training_sample_records")),
+        drift={"growth": linkage_setting("retrain_growth"),
+               "unseen_names": linkage_setting("retrain_unseen_name_share")},
+        full=full)
