@@ -309,10 +309,10 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
     try:
         touched = set(new["unique_id"]) | gone
         con.register("new_pairs", new_pairs)
+        _ids(con, "touched_ids", touched)
         if full or not _has(con, "linkage.link_pairs"):
             con.execute("create or replace table linkage.link_pairs as select * from new_pairs")
         else:
-            _ids(con, "touched_ids", touched, "uid")
             con.execute("delete from linkage.link_pairs where unique_id_l in "
                         "(select uid from touched_ids) or unique_id_r in "
                         "(select uid from touched_ids)")
@@ -393,10 +393,7 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
         con.execute("create or replace table linkage.link_state as select ? as model, "
                     "cast(? as double) as threshold", [fingerprint, threshold])
         for name in ("touched_ids", "scope_ids", "changed_ids", "new_pairs"):
-            try:
-                con.unregister(name)
-            except Exception:  # noqa: BLE001 - not registered on this path
-                pass
+            con.unregister(name)
         con.execute("commit")
     except Exception:
         con.execute("rollback")

@@ -13,10 +13,13 @@ PERSON_FEEDS = [f"raw_{f.name}" for f in FEEDS if f in person_feeds() or f.answe
 
 
 class LinkageConfig(dg.Config):
-    """Retrain the Splink model on the current records (otherwise the city's saved model is
-    reused, and retrained only once the data has doubled)."""
+    """Retrain the Splink model on the current records and relink every record (otherwise the
+    city's saved model is reused, only the week's new and changed records are scored, and the
+    model is retrained only when the seed's drift bounds say so). `full` relinks every record
+    with the saved model."""
 
     retrain: bool = False
+    full: bool = False
 
 
 @dg.asset(
@@ -42,14 +45,18 @@ def person_crosswalk(context: dg.AssetExecutionContext, config: LinkageConfig,
                      plumbline: PlumblineSettings):
     settings = plumbline.settings()
     with connect(settings.vault_path) as vault:
-        stats = relink(vault, settings, retrain=config.retrain)
+        stats = relink(vault, settings, retrain=config.retrain, full=config.full)
     context.log.info(
         f"linked {stats['records']} records into {stats['persons']} persons "
         f"({stats['new_person_ids']} new ids, largest cluster {stats['largest_cluster']})")
     linked, previous = stats.pop("linked_share"), stats.pop("previous_linked_share")
+    unseen, why = stats.pop("unseen_name_share"), stats.pop("retrain_reason")
     yield dg.MaterializeResult(metadata={
         **{k: dg.MetadataValue.int(v) for k, v in stats.items()},
-        "linked_share": dg.MetadataValue.float(linked)})
+        "linked_share": dg.MetadataValue.float(linked),
+        # drift since the model was trained, and why it was trained this run (if it was)
+        "unseen_name_share": dg.MetadataValue.float(unseen),
+        "retrained_because": dg.MetadataValue.text(why or "not retrained")})
     bound = linkage_setting("max_cluster_records")
     yield dg.AssetCheckResult(
         check_name="cluster_size_bound", passed=stats["largest_cluster"] <= bound,
