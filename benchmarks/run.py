@@ -1,15 +1,23 @@
-"""City-scale benchmark: full run, weekly delta, and linkage against bare Splink and recordlinkage.
+"""City-scale benchmark: a first full run, then four weekly deliveries, as an operator runs them.
 
-    python -m benchmarks.run [--sizes 10000 100000 1000000] [--results benchmarks/RESULTS.md]
+    python -m benchmarks.run [--sizes 100000 1000000] [--results benchmarks/RESULTS.md]
 
-For each city size, in a fresh process (so memory figures are its own):
-1. generate the city (synthetic, messy, about three person-records per person);
-2. run the whole asset graph on every delivery but the newest week's (as of a week ago): the
-   full run, per-stage wall time and the peak RSS of the process tree (dbt included);
-3. deliver the newest week (about 1% new rows) and run again as of today: the weekly delta;
-4. on the final standardised records: Plumbline's linkage stage, bare Splink with the same
-   settings (train, predict, cluster; nothing else), and the recordlinkage baseline where it
-   fits (skipped above --baseline-max records), each with F1 against the ground truth.
+For each city size, in a working folder of its own:
+1. generate the city (synthetic, messy, seed 17, as of 2026-06-30: a first delivery dated
+   2026-06-02, then a delivery every week);
+2. drop the first delivery into a landing folder and run `plumbline run` as an operator does
+   (a process of its own; the data dir kept): the full run, with the model trained;
+3. drop each following week's files into the same landing folder and run `plumbline run`
+   again, four times: the weekly runs;
+   for every run: wall time, the peak RSS of the whole process tree (dbt included), seconds
+   per stage (from the run's Dagster events), roster rows parsed or carried unchanged,
+   records scored and relinked, and person_id churn (records whose person_id changed);
+4. on the final records: F1 against the ground truth of the incrementally linked crosswalk
+   and of a full relink of the same records (model retrained), and the comparisons each
+   blocking rule makes (Splink's blocking analysis);
+5. up to --side-by-side-max records: bare Splink and recordlinkage on the same records.
+
+RESULTS.md is written entirely from these figures, with the date and the machine.
 """
 
 from __future__ import annotations
@@ -18,18 +26,21 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 from benchmarks.rss import PeakRSS
 
 AS_OF = date(2026, 6, 30)
+SEED = 17
 STAGES = {"ingest": "raw_", "linkage": "person_crosswalk", "warehouse": "warehouse_sources",
-          "dbt": "plumbline_dbt", "lists": "alert_lists"}
+          "dbt": "plumbline_dbt", "lists": "alert_lists", "published": "published_outputs"}
+SNAPSHOT_FEEDS = ("housing__residents", "schools__enrollment")
 
 
 def stage_seconds(entries) -> dict[str, float]:
@@ -44,137 +55,210 @@ def stage_seconds(entries) -> dict[str, float]:
             start[e.step_key] = entry.timestamp
         elif e.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE") and e.step_key in start:
             stage = next((s for s, prefix in STAGES.items() if e.step_key.startswith(prefix)),
-                         "checks")
+                         "other")
             spent[stage] = spent.get(stage, 0.0) + entry.timestamp - start[e.step_key]
     return {k: round(v, 2) for k, v in spent.items()}
 
 
-def run_graph(landing: Path, data: Path, as_of: date) -> dict:
+def last_run_stages(data: Path) -> dict[str, float]:
     import dagster as dg
 
-    os.environ.update(PLUMBLINE_LANDING=str(landing), PLUMBLINE_DATA_DIR=str(data),
-                      PLUMBLINE_AS_OF=as_of.isoformat(), PLUMBLINE_PSEUDONYM_KEY="benchmark")
-    from pipelines.dbt_manifest import prepare
+    from pipelines.cli import prepare_dagster_home
 
-    prepare()
-    from pipelines.definitions import defs
+    home = data / "dagster_home"
+    prepare_dagster_home(home)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        record = instance.get_run_records(limit=1)[0]
+        return stage_seconds(instance.all_logs(record.dagster_run.run_id))
 
-    job = defs.resolve_implicit_global_asset_job_def()
+
+def deliver(city: Path, landing: Path, extract: str) -> int:
+    """Hard-link the files of one extract date into the landing folder, as a partner's drop."""
+    n = 0
+    for f in sorted((city / "landing").rglob(f"*_{extract}.csv")):
+        target = landing / f.relative_to(city / "landing")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.link(f, target)
+        n += 1
+    return n
+
+
+def operator_run(landing: Path, data: Path, as_of: str) -> dict:
+    """`plumbline run` in a process of its own; its wall time and the tree's peak RSS."""
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+    env.update(PLUMBLINE_LANDING=str(landing), PLUMBLINE_DATA_DIR=str(data),
+               PLUMBLINE_AS_OF=as_of, PLUMBLINE_PSEUDONYM_KEY="benchmark")
+    exe = Path(sys.executable).with_name("plumbline")
     t = time.perf_counter()
-    with PeakRSS() as mem, dg.DagsterInstance.ephemeral() as instance:
-        result = job.execute_in_process(
-            instance=instance, raise_on_error=True,
-            run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
-        stages = stage_seconds(instance.all_logs(result.run_id))
-    return {"seconds": round(time.perf_counter() - t, 1), "peak_rss_mb": round(mem.peak_mb),
-            "stages": stages}
+    with open(data.parent / f"run_{as_of}.log", "w") as log:
+        proc = subprocess.Popen([str(exe), "run"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        with PeakRSS(proc.pid) as mem:
+            code = proc.wait()
+    seconds = time.perf_counter() - t
+    if code != 0:
+        raise SystemExit(f"plumbline run as of {as_of} failed: see {log.name}")
+    return {"as_of": as_of, "seconds": round(seconds, 1), "peak_rss_mb": round(mem.peak_mb),
+            "stages": last_run_stages(data)}
 
 
-def f1_of(clusters, truth) -> dict:
+def vault_facts(data: Path) -> dict:
+    import duckdb
+
+    with duckdb.connect(str(data / "vault.duckdb"), read_only=True) as con:
+        crosswalk = dict(con.execute("select source || ':' || record_key, person_id "
+                                     "from linkage.person_crosswalk").fetchall())
+        stats = con.execute(
+            "select records, persons, incremental, records_relinked, retrain_reason "
+            "from linkage.run_stats order by run_at desc limit 1").fetchall()[0]
+        ingest = con.execute(
+            "select coalesce(sum(rows_read), 0), coalesce(sum(rows_unchanged), 0) "
+            "from ingest.deliveries where feed in ? and status = 'ACCEPTED'",
+            [list(SNAPSHOT_FEEDS)]).fetchall()[0]
+    return {"crosswalk": crosswalk, "records": stats[0], "persons": stats[1],
+            "incremental": bool(stats[2]), "records_relinked": stats[3],
+            "retrain_reason": stats[4] or "", "roster_rows": int(ingest[0]),
+            "roster_rows_unchanged": int(ingest[1])}
+
+
+def churn(before: dict[str, str], after: dict[str, str]) -> float:
+    both = [u for u in before if u in after]
+    return sum(before[u] != after[u] for u in both) / max(len(both), 1)
+
+
+def truth_of(city: Path):
+    import pandas as pd
+
+    truth = pd.read_csv(city / "ground_truth" / "records.csv", dtype=str)
+    truth["unique_id"] = truth.source + ":" + truth.record_key
+    return truth[["unique_id", "true_person_id"]]
+
+
+def f1_of(crosswalk: dict[str, str], truth) -> dict:
+    import pandas as pd
+
     from benchmarks.linkage_quality import pairwise
 
+    clusters = pd.DataFrame({"unique_id": list(crosswalk), "cluster_id": list(crosswalk.values())})
     m = pairwise(clusters, truth)
     return {k: round(m[k], 4) for k in ("precision", "recall", "f1")}
 
 
-def linkage_side_by_side(data: Path, city: Path, linkage_stage_seconds: float,
-                         baseline_max: int) -> dict:
+def full_relink(data: Path, landing: Path, work: Path) -> dict:
+    """Relink every record of the final vault with a freshly trained model, in a copy."""
+    import duckdb
+
+    from pipelines.linking import relink
+    from pipelines.stores import Settings
+
+    copy = work / "relink"
+    shutil.rmtree(copy, ignore_errors=True)
+    copy.mkdir()
+    shutil.copy(data / "vault.duckdb", copy / "vault.duckdb")
+    settings = Settings(landing, copy, AS_OF, b"benchmark")
+    t = time.perf_counter()
+    with duckdb.connect(str(copy / "vault.duckdb")) as con:
+        relink(con, settings, retrain=True)
+        crosswalk = dict(con.execute("select source || ':' || record_key, person_id "
+                                     "from linkage.person_crosswalk").fetchall())
+    return {"seconds": round(time.perf_counter() - t, 1), "crosswalk": crosswalk}
+
+
+def blocking_counts(data: Path) -> list[dict]:
+    """Comparisons each prediction blocking rule adds (exact counts, Splink's analysis)."""
+    import duckdb
+    from splink import DuckDBAPI
+    from splink.blocking_analysis import count_comparisons_from_blocking_rules
+
+    from linkage.model import BLOCKING_RULES
+
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
+    with duckdb.connect(str(data / "vault.duckdb"), read_only=True) as vault:
+        records = vault.sql("select unique_id, first_name, last_name, dob, zip, address_key, "
+                            "medicaid_id, patient_id from linkage.person_records").to_arrow_table()
+    con.register("records_arrow", records)
+    con.execute("create table records as select * from records_arrow")
+    db_api = DuckDBAPI(connection=con)
+    found = count_comparisons_from_blocking_rules(
+        db_api.register("records"), blocking_rules=BLOCKING_RULES, link_type="dedupe_only",
+        record_sample_proportion=1.0)
+    con.close()
+    return [{"rule": r["blocking_rule"], "comparisons": int(r["marginal_comparison_count"])}
+            for r in found]
+
+
+def linkage_side_by_side(data: Path, truth) -> dict:
+    """Bare Splink with the same settings (train on every record, predict, cluster) and the
+    recordlinkage baseline, on the final standardised records."""
     import duckdb
     import pandas as pd
+    from splink import DuckDBAPI, Linker
 
+    from benchmarks.linkage_baseline import recordlinkage_clusters
     from linkage.model import LINK_COLUMNS, settings, train
-    from linkage.standardise import first_name_aliases
 
     with duckdb.connect(str(data / "vault.duckdb"), read_only=True) as con:
         records = con.execute("select * from linkage.person_records").df()
-        ours = con.execute("select source || ':' || record_key as unique_id, "
-                           "person_id as cluster_id from linkage.person_crosswalk").df()
-    records["first_aliases"] = [list(first_name_aliases(n)) for n in records.first_name]
-    truth = pd.read_csv(city / "ground_truth" / "records.csv", dtype=str)
-    truth["unique_id"] = truth.source + ":" + truth.record_key
-    truth = truth[["unique_id", "true_person_id"]]
-    out = {"records": len(records),
-           "plumbline": {"seconds": linkage_stage_seconds, **f1_of(ours, truth)}}
-
-    from splink import DuckDBAPI, Linker
-
+    records["first_aliases"] = [list(a) for a in records["first_aliases"]]
+    out = {}
     t = time.perf_counter()
-    with PeakRSS() as mem:
-        con = duckdb.connect()
-        con.execute("SET enable_progress_bar = false")
-        con.execute("SET memory_limit = '6GB'")  # the same bound the pipeline's stage runs with
-        con.execute(f"SET temp_directory = '{(data / 'bare_spill').as_posix()}'")
-        linker = Linker(DuckDBAPI(connection=con).register(records[LINK_COLUMNS], table_name="r"),
-                        settings(), log_level=None)
-        train(linker)
-        pairs = linker.inference.predict(threshold_match_probability=0.5)
-        bare = linker.clustering.cluster_pairwise_predictions_at_threshold(
-            pairs, threshold_match_probability=0.95).as_pandas_dataframe()[
-            ["unique_id", "cluster_id"]]
-        con.close()
-    out["bare_splink"] = {"seconds": round(time.perf_counter() - t, 1),
-                          "peak_rss_mb": round(mem.peak_mb), **f1_of(bare, truth)}
-
-    if len(records) <= baseline_max:
-        from benchmarks.linkage_baseline import recordlinkage_clusters
-
-        t = time.perf_counter()
-        with PeakRSS() as mem:
-            rl = recordlinkage_clusters(records)
-        out["recordlinkage"] = {"seconds": round(time.perf_counter() - t, 1),
-                                "peak_rss_mb": round(mem.peak_mb), **f1_of(rl, truth)}
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
+    linker = Linker(DuckDBAPI(connection=con).register(records[LINK_COLUMNS]), settings(),
+                    log_level=None)
+    train(linker)
+    pairs = linker.inference.predict(threshold_match_probability=0.5)
+    bare = linker.clustering.cluster_pairwise_predictions_at_threshold(
+        pairs, threshold_match_probability=0.95).as_pandas_dataframe()
+    con.close()
+    out["bare_splink"] = {"seconds": round(time.perf_counter() - t, 1), **f1_of(
+        dict(zip(bare.unique_id, bare.cluster_id.astype(str), strict=True)), truth)}
+    t = time.perf_counter()
+    rl = recordlinkage_clusters(records)
+    out["recordlinkage"] = {"seconds": round(time.perf_counter() - t, 1), **f1_of(
+        dict(zip(rl.unique_id, rl.cluster_id.astype(str), strict=True)), truth)}
+    del pd
     return out
 
 
-def one_size(people: int, workdir: Path, baseline_max: int) -> dict:
+def one_size(people: int, workdir: Path, weeks: int, side_by_side_max: int) -> dict:
     from pipelines.synth.generator import generate_city
 
     city, data, landing = workdir / "city", workdir / "data", workdir / "landing"
     t = time.perf_counter()
-    with PeakRSS() as mem:
-        made = generate_city(city, people=people, seed=17, as_of=AS_OF, mess="messy")
-    gen = {"seconds": round(time.perf_counter() - t, 1), "peak_rss_mb": round(mem.peak_mb),
-           "records": made["records"]}
-
-    newest = f"{AS_OF:%Y%m%d}.csv"
-    for f in (city / "landing").rglob("*.csv"):  # everything but the newest week
-        if not f.name.endswith(newest):
-            target = landing / f.relative_to(city / "landing")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.link(f, target)
-    full = run_graph(landing, data, AS_OF - timedelta(days=7))
-    rows_before, snapshots_before = _rows(data), _snapshot_rows(data)
-    for f in (city / "landing").rglob(f"*{newest}"):
-        target = landing / f.relative_to(city / "landing")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.link(f, target)
-    delta = run_graph(landing, data, AS_OF)
-    delta["new_rows"] = _rows(data) - rows_before
-    delta["new_row_share"] = round(delta["new_rows"] / max(rows_before, 1), 4)
-    delta["snapshot_rows_resent"] = _snapshot_rows(data) - snapshots_before
-    links = linkage_side_by_side(data, city, full["stages"].get("linkage", 0.0), baseline_max)
-    return {"people": people, "generate": gen, "full": full, "delta": delta, "linkage": links}
-
-
-SNAPSHOT_FEEDS = ("housing__residents", "schools__enrollment")
-
-
-def _rows(data: Path) -> int:
-    """Rows accepted from incremental feeds (full roster snapshots are re-sent every week by
-    contract, so they are counted apart)."""
-    import duckdb
-
-    with duckdb.connect(str(data / "vault.duckdb"), read_only=True) as con:
-        return con.execute("select sum(rows_accepted) from ingest.deliveries where feed not in "
-                           f"{SNAPSHOT_FEEDS}").fetchall()[0][0]
-
-
-def _snapshot_rows(data: Path) -> int:
-    import duckdb
-
-    with duckdb.connect(str(data / "vault.duckdb"), read_only=True) as con:
-        return con.execute("select coalesce(sum(rows_accepted), 0) from ingest.deliveries "
-                           f"where feed in {SNAPSHOT_FEEDS}").fetchall()[0][0]
+    made = generate_city(city, people=people, seed=SEED, as_of=AS_OF, mess="messy")
+    generated = round(time.perf_counter() - t, 1)
+    extracts = sorted({f.name.rsplit("_", 1)[1][:8] for f in (city / "landing").rglob("*.csv")
+                       if f.name.rsplit("_", 1)[-1][:8].isdigit()})
+    first, following = extracts[0], extracts[1:1 + weeks]
+    runs = []
+    before: dict[str, str] = {}
+    seen_roster = (0, 0)
+    for i, extract in enumerate([first, *following]):
+        files = deliver(city, landing, extract)
+        as_of = f"{extract[:4]}-{extract[4:6]}-{extract[6:]}"
+        run = operator_run(landing, data, as_of)
+        facts = vault_facts(data)
+        after = facts.pop("crosswalk")
+        roster = (facts.pop("roster_rows"), facts.pop("roster_rows_unchanged"))
+        run.update(facts, files=files, week=i,
+                   churn=round(churn(before, after), 5) if before else None,
+                   roster_rows=roster[0] - seen_roster[0],
+                   roster_rows_unchanged=roster[1] - seen_roster[1])
+        before, seen_roster = after, roster
+        runs.append(run)
+        print(json.dumps({"people": people, **run}), file=sys.stderr, flush=True)
+    truth = truth_of(city)
+    incremental = f1_of(before, truth)
+    relinked = full_relink(data, landing, workdir)
+    out = {"people": people, "records": made["records"], "generate_seconds": generated,
+           "runs": runs, "incremental_f1": incremental,
+           "full_relink": {"seconds": relinked["seconds"], **f1_of(relinked["crosswalk"], truth)},
+           "relink_churn": round(churn(before, relinked["crosswalk"]), 5),
+           "blocking": blocking_counts(data)}
+    if made["records"] <= side_by_side_max:
+        out["side_by_side"] = linkage_side_by_side(data, truth)
+    return out
 
 
 def machine() -> str:
@@ -184,64 +268,175 @@ def machine() -> str:
             f"Python {platform.python_version()}")
 
 
-def report(results: list[dict]) -> str:
-    lines = [f"Machine: {machine()}", f"Date: {date.today()}", "",
-             ("| people | records | generate s | full run s | peak RSS MB | ingest s | linkage s |"
-             " warehouse s | dbt s | lists s | delta run s | delta/full | new incremental rows |"
-              " roster rows re-sent |"),
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+def _s(run: dict, stage: str) -> float:
+    return run["stages"].get(stage, 0.0)
+
+
+def report(results: list[dict], when: str) -> str:
+    lines = [f"Machine: {machine()}", f"Date: {when}",
+             (f"City: synthetic, messy, seed {SEED}; the first delivery, then one a week. "
+             "Every run is `plumbline run` in a process of its own, the data dir kept, as an "
+             "operator runs it. Peak RSS is sampled from /proc for the process and all its "
+             "children (dbt included) every 0.2 s."), "",
+             "## Every run", "",
+             ("| people | run | as of | wall s | peak RSS MB | ingest s | linkage s | warehouse s"
+             " | dbt s | published s | lists s | other s | roster rows parsed / unchanged |"
+             " records scored as new | records relinked | person_id churn | model trained |"),
+             "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in results:
-        f, d = r["full"], r["delta"]
-        s = f["stages"]
-        lines.append(
-            f"| {r['people']:,} | {r['generate']['records']:,} | {r['generate']['seconds']} |"
-            f" {f['seconds']} | {f['peak_rss_mb']:,} | {s.get('ingest', 0)} |"
-            f" {s.get('linkage', 0)} | {s.get('warehouse', 0)} | {s.get('dbt', 0)} |"
-            f" {s.get('lists', 0)} | {d['seconds']} | {d['seconds'] / f['seconds']:.0%} |"
-            f" {d['new_rows']:,} ({d['new_row_share']:.1%}) |"
-            f" {d.get('snapshot_rows_resent', 0):,} |")
-    lines += ["", ("| people | Plumbline linkage s (F1) | bare Splink s (F1) | recordlinkage s (F1) |"
-              " Plumbline / bare Splink | recordlinkage / Plumbline |"),
-              "|---:|---:|---:|---:|---:|---:|"]
+        for run in r["runs"]:
+            parsed = run["roster_rows"] - run["roster_rows_unchanged"]
+            lines.append(
+                f"| {r['people']:,} | {'full' if run['week'] == 0 else 'week ' + str(run['week'])}"
+                f" | {run['as_of']} | {run['seconds']} | {run['peak_rss_mb']:,} |"
+                f" {_s(run, 'ingest')} | {_s(run, 'linkage')} | {_s(run, 'warehouse')} |"
+                f" {_s(run, 'dbt')} | {_s(run, 'published')} | {_s(run, 'lists')} |"
+                f" {_s(run, 'other')} | {parsed:,} / {run['roster_rows_unchanged']:,} |"
+                f" {run['records'] if not run['incremental'] else '-'} |"
+                f" {run['records_relinked']:,} |"
+                f" {'-' if run['churn'] is None else format(run['churn'], '.3%')} |"
+                f" {run['retrain_reason'] or 'no'} |")
+    lines += ["", "## Linkage: incremental against a full relink of the same records", "",
+              ("| people | records | incremental F1 (P / R) | full relink F1 (P / R) | F1 gap |"
+              " full relink s | person_ids that differ |"),
+              "|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
-        lk = r["linkage"]
-        p, b, rl = lk["plumbline"], lk["bare_splink"], lk.get("recordlinkage")
-        rl_cell = f"{rl['seconds']} ({rl['f1']})" if rl else "not run (too large)"
-        ratio_rl = f"{rl['seconds'] / p['seconds']:.2f}x" if rl and p["seconds"] else "-"
-        lines.append(f"| {r['people']:,} | {p['seconds']} ({p['f1']}) | {b['seconds']} "
-                     f"({b['f1']}) | {rl_cell} | {p['seconds'] / b['seconds']:.2f}x | {ratio_rl} |")
+        i, f = r["incremental_f1"], r["full_relink"]
+        lines.append(f"| {r['people']:,} | {r['runs'][-1]['records']:,} | {i['f1']} "
+                     f"({i['precision']} / {i['recall']}) | {f['f1']} ({f['precision']} / "
+                     f"{f['recall']}) | {i['f1'] - f['f1']:+.4f} | {f['seconds']} |"
+                     f" {r['relink_churn']:.2%} |")
+    lines += ["", ("## Comparisons per blocking rule (each rule's pairs not found by an earlier "
+              "one)"), "", "| rule | " + " | ".join(f"{r['people']:,}" for r in results)
+              + (" | growth |" if len(results) > 1 else " |"),
+              "|---|" + "---:|" * (len(results) + (len(results) > 1))]
+    for k, rule in enumerate(results[0]["blocking"]):
+        counts = [r["blocking"][k]["comparisons"] for r in results]
+        growth = (f" | {counts[-1] / max(counts[0], 1):.1f}x" if len(results) > 1 else "")
+        lines.append(f"| `{rule['rule']}` | " + " | ".join(f"{c:,}" for c in counts)
+                     + growth + " |")
+    totals = [sum(b["comparisons"] for b in r["blocking"]) for r in results]
+    records = [r["runs"][-1]["records"] for r in results]
+    lines.append("| **all rules** | " + " | ".join(f"**{t:,}**" for t in totals)
+                 + (f" | **{totals[-1] / max(totals[0], 1):.1f}x** for "
+                    f"{records[-1] / records[0]:.1f}x the records |" if len(results) > 1
+                    else " |"))
+    side = [r for r in results if "side_by_side" in r]
+    if side:
+        lines += ["", "## The same records through bare Splink and recordlinkage", "",
+                  ("| people | Plumbline full relink s (F1) | bare Splink s (F1) | "
+                  "recordlinkage s (F1) |"), "|---:|---:|---:|---:|"]
+        for r in side:
+            b, rl = r["side_by_side"]["bare_splink"], r["side_by_side"]["recordlinkage"]
+            lines.append(f"| {r['people']:,} | {r['full_relink']['seconds']} "
+                         f"({r['full_relink']['f1']}) | {b['seconds']} ({b['f1']}) | "
+                         f"{rl['seconds']} ({rl['f1']}) |")
+    lines += ["", "## Against the targets", "", *targets(results), "",
+              "## Where the time goes", "", *where_time_goes(results)]
     return "\n".join(lines)
+
+
+def _weekly(r: dict) -> list[dict]:
+    return [run for run in r["runs"] if run["week"] > 0]
+
+
+def targets(results: list[dict]) -> list[str]:
+    by = {r["people"]: r for r in results}
+    rows = ["| target | measured | |", "|---|---|---|"]
+
+    def row(name: str, text: str, ok: bool) -> None:
+        rows.append(f"| {name} | {text} | {'met' if ok else '**missed**'} |")
+
+    big = by.get(1_000_000)
+    if big:
+        full, weekly = big["runs"][0], _weekly(big)
+        worst = max(w["seconds"] for w in weekly)
+        row("1M weekly run ≤ 30 s", f"{worst} s (slowest of {len(weekly)} weeks)", worst <= 30)
+        row("1M weekly run ≤ 10% of the full run", f"{worst / full['seconds']:.0%}",
+            worst <= 0.1 * full["seconds"])
+        row("1M full run ≤ 5 min", f"{full['seconds']} s", full["seconds"] <= 300)
+        peak = max(run["peak_rss_mb"] for run in big["runs"])
+        row("1M peak RSS ≤ 6 GiB", f"{peak:,} MB", peak <= 6 * 1024)
+        worst_churn = max(w["churn"] for w in weekly)
+        row("1M person_id churn < 0.5% a week", f"{worst_churn:.3%} (worst week)",
+            worst_churn < 0.005)
+    small = by.get(100_000)
+    if small and big:
+        a, b = _s(small["runs"][0], "linkage"), _s(big["runs"][0], "linkage")
+        ratio = b / max(a, 0.1)
+        row("linkage stage at 1M ≤ 12× its time at 100k (full runs)",
+            f"{ratio:.1f}× ({a} s → {b} s; a full relink with training "
+            f"{small['full_relink']['seconds']} s → {big['full_relink']['seconds']} s)",
+            ratio <= 12)
+    for r in results:
+        gap = abs(r["incremental_f1"]["f1"] - r["full_relink"]["f1"])
+        row(f"{r['people']:,}: incremental F1 within 0.002 of a full relink over "
+            f"{len(_weekly(r))} weeks", f"{gap:.4f}", gap <= 0.002)
+    if small:
+        worst = max(w["seconds"] for w in _weekly(small))
+        row("100k weekly run ≤ 35% of the full run (`plumbline run`)",
+            f"{worst / small['runs'][0]['seconds']:.0%} ({worst} s of "
+            f"{small['runs'][0]['seconds']} s)", worst <= 0.35 * small["runs"][0]["seconds"])
+    return rows
+
+
+def where_time_goes(results: list[dict]) -> list[str]:
+    out = []
+    for r in results:
+        weekly = _weekly(r)
+        if not weekly:
+            continue
+        n = len(weekly)
+        mean = {s: sum(_s(w, s) for w in weekly) / n for s in (*STAGES, "other")}
+        wall = sum(w["seconds"] for w in weekly) / n
+        in_steps = sum(mean.values())
+        parts = ", ".join(f"{s} {v:.1f} s" for s, v in sorted(mean.items(), key=lambda kv: -kv[1])
+                          if v >= 0.05)
+        full = r["runs"][0]
+        fparts = ", ".join(f"{s} {v:.1f} s" for s, v in sorted(
+            full["stages"].items(), key=lambda kv: -kv[1]) if v >= 0.05)
+        out.append(f"- **{r['people']:,} people, full run ({full['seconds']} s):** {fparts}; "
+                   f"the rest ({full['seconds'] - sum(full['stages'].values()):.1f} s) is the "
+                   "process starting, loading the definitions and writing the summary.")
+        out.append(f"- **{r['people']:,} people, a weekly run (mean {wall:.1f} s over {n}):** "
+                   f"{parts}; the rest ({wall - in_steps:.1f} s) is the process starting, "
+                   "loading the definitions and writing the summary.")
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
-    ap.add_argument("--baseline-max", type=int, default=400_000,
-                    help="run the recordlinkage baseline only up to this many records")
-    ap.add_argument("--results", type=Path, help="write the tables to this Markdown file")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    ap.add_argument("--weeks", type=int, default=4)
+    ap.add_argument("--side-by-side-max", type=int, default=150_000,
+                    help="run bare Splink and recordlinkage only up to this many records")
+    ap.add_argument("--results", type=Path, help="write the report to this Markdown file")
+    ap.add_argument("--json", type=Path, help="also write every figure as JSON")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.one:
-        print(json.dumps(one_size(a.one, a.workdir, a.baseline_max)))
+        print(json.dumps(one_size(a.one, a.workdir, a.weeks, a.side_by_side_max)))
         return
+    from pipelines.dbt_manifest import prepare
+
+    prepare()
     results = []
     for people in a.sizes:
         with tempfile.TemporaryDirectory(prefix=f"bench{people}_") as tmp:
             proc = subprocess.run(
                 [sys.executable, "-m", "benchmarks.run", "--one", str(people), "--workdir", tmp,
-                 "--baseline-max", str(a.baseline_max)],
-                capture_output=True, text=True, check=False)
+                 "--weeks", str(a.weeks), "--side-by-side-max", str(a.side_by_side_max)],
+                stdout=subprocess.PIPE, text=True, check=False)
             if proc.returncode != 0:
-                print(proc.stderr[-3000:], file=sys.stderr)
                 raise SystemExit(f"the {people:,}-person benchmark failed")
             results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-        print(report(results[-1:]).split("\n", 3)[-1], flush=True)
-    text = report(results)
+        if a.json:
+            a.json.write_text(json.dumps(results, indent=1))
+    text = report(results, date.today().isoformat())
     print(text)
     if a.results:
         a.results.write_text("# Benchmark results\n\n" + text + "\n")
-
 
 
 if __name__ == "__main__":

@@ -20,9 +20,11 @@ from linkage import standardise as S
 from linkage.model import LINK_COLUMNS  # it silences Splink's logger before Splink loads
 
 PERSON_RECORDS_SQL = """
-select unique_id, first_name, middle_name, last_name, dob, sex, address_key, street_key, zip,
-       medicaid_id, patient_id, guardian_first, guardian_last, person_id
-from linkage.person_records
+select r.unique_id, r.first_name, r.middle_name, r.last_name, r.dob, r.sex, r.address_key,
+       r.street_key, r.zip, r.medicaid_id, r.patient_id, r.guardian_first, r.guardian_last,
+       c.person_id
+from linkage.person_records as r
+join linkage.person_crosswalk as c using (source, record_key)
 """
 
 

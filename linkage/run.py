@@ -195,7 +195,7 @@ def unseen_name_share(tf_seen: dict[str, set[str]], records: pd.DataFrame) -> fl
 
 
 def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: float,
-                records_sql: str, retrain: bool = False, memory_limit: str = "6GB",
+                records_sql: str, retrain: bool = False, memory_limit: str = "3GB",
                 review_size: int = 0, rosters: dict[str, int] | None = None,
                 overwhelming: float = 1.0, flag_size: int | None = None,
                 sample_max: int | None = None, drift: dict[str, float] | None = None,

@@ -16,6 +16,7 @@ import io
 import json
 import os
 import stat
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -72,12 +73,16 @@ class Delivery:
     def delivery_id(self) -> str:
         return self.sha256[:16]
 
+    # a roster snapshot's rows sent exactly as in the previous snapshot: (line, row hash),
+    # accepted as they were then, neither parsed nor validated again
+    carried: list[tuple[int, str]] = field(default_factory=list)
+    carried_from: str = ""  # the delivery_id they are carried from
     accepted: int | None = None  # rows accepted, when the rows themselves are not at hand
     unanswered: int = 0  # feedback template rows with only their alert id: left for later
 
     @property
     def rows_accepted(self) -> int:
-        return len(self.rows) if self.accepted is None else self.accepted
+        return (len(self.rows) + len(self.carried)) if self.accepted is None else self.accepted
 
     @property
     def rows_rejected(self) -> int:
@@ -111,8 +116,19 @@ def _looks_utf16(data: bytes) -> bool:
     return odd.count(0) > 0.9 * len(odd) or even.count(0) > 0.9 * len(even)
 
 
-def parse_delivery(delivery: Delivery, data: bytes, today: date) -> None:
-    """Fill `delivery` with typed rows and rejections, or raise UnreadableDelivery."""
+def row_hash(values: list[str], order: list[int]) -> str:
+    """A snapshot row's fingerprint: its cells exactly as sent (trimmed), in the contract's
+    column order (a partner may send the columns in any order)."""
+    return hashlib.blake2b("\x1f".join(values[i].strip() for i in order).encode(),
+                           digest_size=16).hexdigest()
+
+
+def parse_delivery(delivery: Delivery, data: bytes, today: date,
+                   known: set[str] | None = None) -> None:
+    """Fill `delivery` with typed rows and rejections, or raise UnreadableDelivery.
+
+    `known`: the row hashes of the feed's previous accepted snapshot from the same sender.
+    A row sent exactly as then is carried (accepted as it was), not parsed and judged again."""
     feed = delivery.feed
     if not data.strip():
         raise UnreadableDelivery("the file is empty")
@@ -176,6 +192,21 @@ def parse_delivery(delivery: Delivery, data: bytes, today: date) -> None:
                 _raw(values)))
             continue
         well_formed.append((line, values))
+    order = [index[c] for c in feed.columns]
+    if known:
+        # a value the contract says is unique, sent twice, is judged on every row it is on
+        shared: set[tuple[int, str]] = set()
+        for f in (f for f in feed.fields if f.unique):
+            seen = Counter(v[index[f.column]].strip() for _, v in well_formed)
+            shared |= {(index[f.column], t) for t, n in seen.items() if n > 1 and t}
+        fresh = []
+        for line, values in well_formed:
+            h = row_hash(values, order)
+            if h in known and not any(values[i].strip() == t for i, t in shared):
+                delivery.carried.append((line, h))
+            else:
+                fresh.append((line, values))
+        well_formed = fresh
     # each cell stripped, a blank as None: the text the suite judges
     text = pd.DataFrame({c: [v[index[c]].strip() or None for _, v in well_formed]
                          for c in feed.columns}, dtype="object")
@@ -191,6 +222,8 @@ def parse_delivery(delivery: Delivery, data: bytes, today: date) -> None:
             continue
         row: dict[str, Any] = {n: typed[n][i] for n in names}
         row["_line"], row["_raw"] = line, _raw(values)
+        if feed.semantics == "snapshot":
+            row["_row_hash"] = row_hash(values, order)
         delivery.rows.append(row)
     if feed.org_field is not None:
         _reject_rows_of_another_organisation(delivery)
@@ -249,6 +282,8 @@ create table if not exists ingest.deliveries (
 -- a receipt owed: the ledger row is committed first, the receipt written after, then marked;
 -- a run that died in between leaves the mark unset, and the next run writes the receipt
 alter table ingest.deliveries add column if not exists receipt_written_at timestamp;
+-- a roster snapshot's rows sent exactly as in the previous one (accepted without parsing)
+alter table ingest.deliveries add column if not exists rows_unchanged integer;
 create schema if not exists feedback;
 create table if not exists feedback.wrong_person (
     alert_id varchar, organisation varchar, evidence_test_id varchar, person_id varchar,
@@ -277,8 +312,27 @@ def ensure_vault(con: duckdb.DuckDBPyConnection) -> None:
 
 def raw_table_ddl(feed: Feed) -> str:
     cols = ", ".join(f'"{c.lower()}" {t}' for c, t in vault_columns(feed))
-    return (f"create table if not exists raw.{feed.name} (_delivery_id varchar, _line integer, "
-            f"_extract_date date, {cols})")
+    ddl = (f"create table if not exists raw.{feed.name} (_delivery_id varchar, _line integer, "
+           f"_extract_date date, {cols});")
+    if feed.semantics == "snapshot":  # each row's fingerprint, to carry it to the next snapshot
+        ddl += f"\nalter table raw.{feed.name} add column if not exists _row_hash varchar;"
+    return ddl
+
+
+def previous_snapshot(con: duckdb.DuckDBPyConnection, d: Delivery) -> tuple[str, set[str]]:
+    """The sender's latest accepted snapshot of this feed, and its rows' fingerprints."""
+    if d.feed.semantics != "snapshot" or d.feed.store != "vault":
+        return "", set()
+    rows = con.execute(
+        "select delivery_id from ingest.deliveries where feed = ? and agency = ? and "
+        "status = 'ACCEPTED' order by extract_date desc, received_at desc limit 1",
+        [d.feed.name, d.agency]).fetchall()
+    if not rows:
+        return "", set()
+    hashes = {h for (h,) in con.execute(
+        f"select distinct _row_hash from raw.{d.feed.name} where _delivery_id = ? "
+        "and _row_hash is not null", [rows[0][0]]).fetchall()}
+    return rows[0][0], hashes
 
 
 def pending_files(landing: Path, feed: Feed) -> list[Path]:
@@ -362,10 +416,11 @@ def ingest_feed(settings: Settings, feed: Feed, only: list[str] | None = None) -
                             "nothing changed")
             else:
                 today = max(date.today(), d.extract_date or date.min)
+                d.carried_from, known = previous_snapshot(con, d)
                 try:
-                    parse_delivery(d, data, today)
+                    parse_delivery(d, data, today, known)
                 except UnreadableDelivery as exc:
-                    d.status, d.reason, d.rows = "REJECTED", str(exc), []
+                    d.status, d.reason, d.rows, d.carried = "REJECTED", str(exc), [], []
                     _quarantine_file(settings, d, data)
             if feed.answers_lists and d.status == "ACCEPTED":
                 check_feedback_alerts(con, d)
@@ -510,10 +565,25 @@ def _write_rows(con: duckdb.DuckDBPyConnection, d: Delivery) -> None:
             [[d.delivery_id, r["_line"], d.extract_date] + [r.get(c) for c in cols]
              for r in d.rows],
             columns=["_delivery_id", "_line", "_extract_date"] + [c.lower() for c in cols])
+        if d.feed.semantics == "snapshot":
+            frame["_row_hash"] = [r["_row_hash"] for r in d.rows]
         con.register("incoming", frame)
         names = ", ".join(f'"{c}"' for c in frame.columns)
         con.execute(f"insert into raw.{d.feed.name} ({names}) select {names} from incoming")
         con.unregister("incoming")
+    if d.carried:
+        # rows sent exactly as in the previous snapshot: copied as accepted then, under this
+        # delivery and its own line numbers
+        cols = ", ".join(f'"{c.lower()}"' for c, _ in vault_columns(d.feed))
+        picked = ", ".join(f'p."{c.lower()}"' for c, _ in vault_columns(d.feed))
+        con.register("carried", pd.DataFrame(d.carried, columns=["line", "hash"]))
+        con.execute(
+            f"insert into raw.{d.feed.name} (_delivery_id, _line, _extract_date, {cols}, "
+            f"_row_hash) select ?, c.line, ?, {picked}, p._row_hash from carried as c join "
+            f"(select * from raw.{d.feed.name} where _delivery_id = ? "
+            "qualify row_number() over (partition by _row_hash order by _line) = 1) as p "
+            "on p._row_hash = c.hash", [d.delivery_id, d.extract_date, d.carried_from])
+        con.unregister("carried")
     if d.rejections:
         con.executemany(
             "insert into ingest.rejected_rows values (?, ?, ?, ?, ?, ?)",
@@ -550,7 +620,7 @@ def _record(con: duckdb.DuckDBPyConnection, d: Delivery, settings: Settings) -> 
                     "path, sha256, received_at, status, rows_read, rows_accepted, "
                     "rows_rejected) values (?, ?, ?, ?, ?, ?, ?, 'RECEIVED', ?, ?, ?)",
                     [d.delivery_id, d.agency, d.rows[0]["program"] if d.rows else None,
-                     d.path.name, d.relative, d.sha256, now, d.rows_read, len(d.rows),
+                     d.path.name, d.relative, d.sha256, now, d.rows_read, d.rows_accepted,
                      d.rows_rejected])
         else:
             _write_rows(con, d)
@@ -563,11 +633,11 @@ def _record(con: duckdb.DuckDBPyConnection, d: Delivery, settings: Settings) -> 
         con.execute(
             "insert into ingest.deliveries (delivery_id, agency, feed, path, file_name, sha256, "
             "size_bytes, extract_date, received_at, encoding, status, reason, duplicate_of, "
-            "rows_read, rows_accepted, rows_rejected) values "
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "rows_read, rows_accepted, rows_rejected, rows_unchanged) values "
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [d.delivery_id, d.agency, d.feed.name, d.relative, d.path.name, d.sha256, d.size,
              d.extract_date, now, d.encoding, d.status, d.reason, d.duplicate_of,
-             d.rows_read, len(d.rows), d.rows_rejected])
+             d.rows_read, d.rows_accepted, d.rows_rejected, len(d.carried)])
         con.execute("commit")
     except Exception:
         con.execute("rollback")
@@ -625,6 +695,9 @@ def receipt_payload(d: Delivery) -> dict[str, Any]:
         "rows_read": d.rows_read,
         "rows_accepted": d.rows_accepted,
         "rows_rejected": d.rows_rejected,
+        # a roster snapshot: how many rows came exactly as in the previous snapshot (accepted
+        # as they were then; LEFT and CHANGED are judged against it as ever)
+        **({"rows_unchanged_since_previous_snapshot": len(d.carried)} if d.carried else {}),
         "rejected_rows": [
             {"line": r.line, "field": r.field, "reason": r.reason} for r in d.rejections],
         **({"rows_left_unanswered": d.unanswered} if d.unanswered else {}),
@@ -698,7 +771,7 @@ def summarize(deliveries: list[Delivery]) -> dict[str, int]:
         "rejected": sum(d.status == "REJECTED" for d in deliveries),
         "duplicates": sum(d.status == "DUPLICATE" for d in deliveries),
         "rows_read": sum(d.rows_read for d in deliveries),
-        "rows_accepted": sum(len(d.rows) for d in deliveries),
+        "rows_accepted": sum(d.rows_accepted for d in deliveries),
         "rows_rejected": sum(d.rows_rejected for d in deliveries),
     }
 

@@ -44,7 +44,7 @@ class Settings:
     pseudonym_key: bytes
     ocid_prefix: str = "ocds-plumbline"  # PLUMBLINE_OCID_PREFIX: the city's OCDS prefix
     buyer_name: str = "City Health Department"  # PLUMBLINE_BUYER_NAME: OCDS buyer/publisher
-    linkage_memory: str = "6GB"  # PLUMBLINE_LINKAGE_MEMORY: DuckDB memory bound of linkage
+    linkage_memory: str = "3GB"  # PLUMBLINE_LINKAGE_MEMORY: DuckDB memory bound of linkage
     weekly_capacity: str = ""  # PLUMBLINE_WEEKLY_CAPACITY: "providers=25,HHN=10" overrides
     timezone: str = "UTC"  # PLUMBLINE_TIMEZONE: the schedules' time zone (IANA name)
 
@@ -146,7 +146,7 @@ def load_settings() -> Settings:
                     ocid_prefix=env.get("PLUMBLINE_OCID_PREFIX", "").strip() or "ocds-plumbline",
                     buyer_name=(env.get("PLUMBLINE_BUYER_NAME", "").strip()
                                 or "City Health Department"),
-                    linkage_memory=env.get("PLUMBLINE_LINKAGE_MEMORY", "").strip() or "6GB",
+                    linkage_memory=env.get("PLUMBLINE_LINKAGE_MEMORY", "").strip() or "3GB",
                     weekly_capacity=env.get("PLUMBLINE_WEEKLY_CAPACITY", "").strip(),
                     timezone=timezone_from_env())
 

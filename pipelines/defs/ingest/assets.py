@@ -49,7 +49,7 @@ def _feed_asset(feed: Feed) -> dg.AssetsDefinition:
         for d in deliveries:
             # file names and counts only: never a value from a row
             context.log.info(
-                f"{d.path.name}: {d.status}, read {d.rows_read}, accepted {len(d.rows)}, "
+                f"{d.path.name}: {d.status}, read {d.rows_read}, accepted {d.rows_accepted}, "
                 f"rejected {d.rows_rejected}" + (f" ({d.reason})" if d.status == "REJECTED" else ""))
         rejected_files = {d.path.name: d.reason for d in deliveries if d.status == "REJECTED"}
         yield dg.MaterializeResult(metadata={
