@@ -335,7 +335,9 @@ def components(uids: list[str], edges: pd.DataFrame) -> list[str]:
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    index = pd.Index(uids)
+    order = np.argsort(np.asarray(uids, dtype=object), kind="stable")
+    ordered = np.asarray(uids, dtype=object)[order]
+    index = pd.Index(ordered)
     a = index.get_indexer(edges["unique_id_l"])
     b = index.get_indexer(edges["unique_id_r"])
     inside = (a >= 0) & (b >= 0)
@@ -343,8 +345,12 @@ def components(uids: list[str], edges: pd.DataFrame) -> list[str]:
     graph = coo_matrix((np.ones(int(inside.sum()), dtype=np.int8), (a[inside], b[inside])),
                        shape=(n, n))
     _, label = connected_components(graph, directed=False)
-    first = pd.Series(index.to_numpy()).groupby(label).transform("min")
-    return first.tolist()
+    # in sorted order a component's first member is its smallest
+    _, first_at = np.unique(label, return_index=True)
+    smallest = ordered[first_at][np.searchsorted(np.unique(label), label)]
+    names = np.empty(n, dtype=object)
+    names[order] = smallest
+    return names.tolist()
 
 
 def cluster(con: duckdb.DuckDBPyConnection, uids: list[str], pairs: str, threshold: float,
