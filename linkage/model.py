@@ -446,7 +446,7 @@ def review_candidates(con: duckdb.DuckDBPyConnection, pairs: str, model: dict,
     frame = pd.concat(chosen, ignore_index=True)
     keys = [frozenset((a, b)) for a, b in zip(frame["unique_id_l"], frame["unique_id_r"],
                                                strict=True)]
-    frame = frame[[k not in decided for k in keys]]
+    frame = frame[np.array([k not in decided for k in keys], dtype=bool)]
     frame = frame.drop_duplicates(["unique_id_l", "unique_id_r"])
     flagged = frame[frame["reason"] != "near the match threshold"].head(size // 2)
     frame = pd.concat([flagged, frame[frame["reason"] == "near the match threshold"]]
@@ -535,7 +535,7 @@ def link_evidence(con: duckdb.DuckDBPyConnection, pairs: str, model: dict,
     cluster_of = dict(zip(clusters["unique_id"], clusters["cluster_id"], strict=True))
     same = [cluster_of[a] == cluster_of[b]
             for a, b in zip(frame["unique_id_l"], frame["unique_id_r"], strict=True)]
-    frame = frame[same]
+    frame = frame[np.array(same, dtype=bool)]
     out = frame[["unique_id_l", "unique_id_r", "match_weight", "match_probability"]].copy()
     out["comparison"] = _explain(frame, levels)
     return out.reset_index(drop=True)

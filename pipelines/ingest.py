@@ -735,6 +735,9 @@ def save_receipt(target: Path, payload: dict[str, Any]) -> Path:
         (f"Rows read: {payload['rows_read']}   accepted: {payload['rows_accepted']}   "
          f"rejected: {payload['rows_rejected']}"),
     ]
+    if payload.get("rows_unchanged_since_previous_snapshot"):
+        lines.append(f"Rows exactly as in your previous snapshot (accepted as they were): "
+                     f"{payload['rows_unchanged_since_previous_snapshot']}")
     if payload.get("rows_left_unanswered"):
         lines.append(f"Rows left blank (no answer yet, nothing recorded): "
                      f"{payload['rows_left_unanswered']}")

@@ -1,0 +1,161 @@
+"""Weekly runs that cost what the week brought: a re-sent roster row is carried, not parsed
+again, and a week's records are linked incrementally into the same people a full relink finds."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from pipelines.feeds import ENROLLMENT, HEALTH, RESIDENTS, SERVICES, person_records_sql
+from pipelines.ingest import ingest_feed, pending_files
+from pipelines.linking import relink
+from pipelines.stores import Settings, connect
+from tests.conftest import AS_OF, City
+
+NEWEST = f"{AS_OF:%Y%m%d}.csv"
+
+
+def _ingest(settings: Settings, keep) -> None:
+    for feed in (HEALTH, RESIDENTS, ENROLLMENT, SERVICES):
+        files = [p.relative_to(settings.landing).as_posix()
+                 for p in pending_files(settings.landing, feed) if keep(p)]
+        ingest_feed(settings, feed, only=files)
+
+
+def _crosswalk(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    return dict(con.execute("select source || ':' || record_key, person_id "
+                            "from linkage.person_crosswalk").fetchall())
+
+
+@pytest.fixture(scope="module")
+def weekly(city: City, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Link the city without its newest week, then link the newest week incrementally."""
+    data = tmp_path_factory.mktemp("incremental")
+    settings = Settings(city.landing, data, AS_OF, b"incremental-test")
+    _ingest(settings, lambda p: not p.name.endswith(NEWEST))
+    with connect(settings.vault_path) as con:
+        first = relink(con, settings)
+        before = _crosswalk(con)
+    _ingest(settings, lambda p: True)
+    with connect(settings.vault_path) as con:
+        week = relink(con, settings)
+        after = _crosswalk(con)
+        pairs = con.execute("select unique_id_l, unique_id_r, round(match_weight, 6) "
+                            "from linkage.link_pairs").fetchall()
+    return {"settings": settings, "first": first, "week": week, "before": before,
+            "after": after, "pairs": pairs}
+
+
+def test_a_week_is_linked_incrementally(weekly: dict) -> None:
+    first, week = weekly["first"], weekly["week"]
+    assert first["incremental"] == 0 and first["model_trained"] == 1
+    assert week["incremental"] == 1 and week["model_trained"] == 0
+    assert 0 < week["records_scored"] < week["records"]
+    assert week["records_relinked"] < week["records"]
+    assert len(weekly["after"]) == week["records"]
+
+
+def test_incremental_linkage_finds_what_a_full_relink_finds(weekly: dict, tmp_path: Path) -> None:
+    """The same pairs, the same people and the same person_ids as scoring every record again
+    with the same model."""
+    settings: Settings = weekly["settings"]
+    copy = tmp_path / "data"
+    shutil.copytree(settings.data_dir, copy)
+    full_settings = Settings(settings.landing, copy, AS_OF, b"incremental-test")
+    with connect(full_settings.vault_path) as con:
+        stats = relink(con, full_settings, full=True)
+        full = _crosswalk(con)
+        pairs = con.execute("select unique_id_l, unique_id_r, round(match_weight, 6) "
+                            "from linkage.link_pairs").fetchall()
+    assert stats["incremental"] == 0 and stats["model_trained"] == 0
+    assert {frozenset(p[:2]): p[2] for p in pairs} == {
+        frozenset(p[:2]): p[2] for p in weekly["pairs"]}
+    assert full == weekly["after"]
+
+
+def test_the_model_is_retrained_when_the_records_drifted(weekly: dict, tmp_path: Path) -> None:
+    from linkage.run import run_linkage
+
+    settings: Settings = weekly["settings"]
+    copy = tmp_path / "data"
+    shutil.copytree(settings.data_dir, copy)
+    with connect(copy / "vault.duckdb") as con:
+        kept = run_linkage(con, copy / "linkage", 0.95, person_records_sql(),
+                           drift={"growth": 100.0, "unseen_names": 1.0})
+        grown = run_linkage(con, copy / "linkage", 0.95, person_records_sql(),
+                            drift={"growth": 1.0001, "unseen_names": 1.0})
+    assert kept["model_trained"] == 0 and kept["incremental"] == 1
+    assert kept["records_scored"] == 0  # nothing changed since the last run
+    assert grown["model_trained"] == 1 and grown["incremental"] == 0
+    assert "grew" in grown["retrain_reason"]
+
+
+# ---------------------------------------------------------------- snapshot diffing
+
+
+def _roster(city: City) -> tuple[list[str], list[list[str]]]:
+    path = next((city.landing / "housing").glob("residents_*.csv"))
+    rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
+    return rows[0], rows[1:]
+
+
+def _write(folder: Path, name: str, header: list[str], rows: list[list[str]]) -> None:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows([header, *rows])
+    (folder / "housing").mkdir(parents=True, exist_ok=True)
+    (folder / "housing" / name).write_text(buf.getvalue(), encoding="utf-8")
+
+
+def _raw(settings: Settings, delivery_id: str) -> list[tuple]:
+    with duckdb.connect(str(settings.vault_path), read_only=True) as con:
+        return con.execute(
+            f"select * exclude (_delivery_id, _extract_date, _row_hash) from "
+            f"raw.{RESIDENTS.name} where _delivery_id = ? order by _line",
+            [delivery_id]).fetchall()
+
+
+def test_a_resent_roster_row_is_carried_not_parsed_again(city: City, tmp_path: Path) -> None:
+    header, rows = _roster(city)
+    landing = tmp_path / "landing"
+    _write(landing, "residents_20260602.csv", header, rows)
+    settings = Settings(landing, tmp_path / "data", date(2026, 6, 2), b"k")
+    first = ingest_feed(settings, RESIDENTS)[0]
+    assert first.status == "ACCEPTED" and not first.carried
+
+    # the next snapshot: the same rows, the columns in another order, one row changed and
+    # one row with a birth date that is not a date
+    order = list(reversed(range(len(header))))
+    dob, name = header.index("dob"), header.index("first_name")
+    later = [list(r) for r in rows]
+    later[3][name] = "Renamed"
+    later[5][dob] = "2019-02-30"
+    _write(landing, "residents_20260609.csv", [header[i] for i in order],
+           [[r[i] for i in order] for r in later])
+    settings = Settings(landing, tmp_path / "data", date(2026, 6, 9), b"k")
+    second = ingest_feed(settings, RESIDENTS)[0]
+    assert second.status == "ACCEPTED"
+    assert len(second.carried) == len(rows) - 2
+    assert second.rows_accepted == len(rows) - 1
+    assert [(r.line, r.field) for r in second.rejections] == [(7, "dob")]
+    receipt = json.loads(next((settings.outbox).rglob("residents_20260609*.json")).read_text())
+    assert receipt["rows_read"] == len(rows)
+    assert receipt["rows_accepted"] == len(rows) - 1
+    assert receipt["rows_unchanged_since_previous_snapshot"] == len(rows) - 2
+    with duckdb.connect(str(settings.vault_path), read_only=True) as con:
+        ledger = con.execute("select rows_accepted, rows_unchanged from ingest.deliveries "
+                             "where delivery_id = ?", [second.delivery_id]).fetchall()
+    assert ledger == [(len(rows) - 1, len(rows) - 2)]
+
+    # what was carried is what parsing the whole file afresh would have stored
+    fresh = Settings(landing, tmp_path / "fresh", date(2026, 6, 9), b"k")
+    (landing / "housing" / "residents_20260602.csv").unlink()
+    parsed = ingest_feed(fresh, RESIDENTS)[0]
+    assert not parsed.carried and parsed.rows_accepted == len(rows) - 1
+    assert _raw(settings, second.delivery_id) == _raw(fresh, parsed.delivery_id)
