@@ -36,9 +36,7 @@ test: $(STAMP) chromium
 ## the Dagster UI over the same stores (http://127.0.0.1:3000)
 ui: $(STAMP)
 	$(BIN)/plumbline prepare
-	mkdir -p $(PLUMBLINE_DATA_DIR)/dagster_home
-	test -f $(PLUMBLINE_DATA_DIR)/dagster_home/dagster.yaml || \
-	  cp pipelines/dagster_instance.yaml $(PLUMBLINE_DATA_DIR)/dagster_home/dagster.yaml
+	$(BIN)/python -c 'import sys; from pathlib import Path; from pipelines.cli import prepare_dagster_home; prepare_dagster_home(Path(sys.argv[1]))' $(PLUMBLINE_DATA_DIR)/dagster_home
 	PLUMBLINE_LANDING=$${PLUMBLINE_LANDING:-$(PLUMBLINE_DATA_DIR)/demo_city/landing} \
 	DAGSTER_HOME=$(PLUMBLINE_DATA_DIR)/dagster_home \
 	  $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000

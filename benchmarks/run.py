@@ -101,6 +101,25 @@ def operator_run(landing: Path, data: Path, as_of: str) -> dict:
             "stages": last_run_stages(data)}
 
 
+def dbt_facts(data: Path) -> dict:
+    """What dbt itself spent in the run (its run_results.json): its own elapsed time, the
+    seconds in models, tests and seeds, and the slowest model."""
+    runs = sorted((data / "dbt_runs").glob("*/run_results.json"), key=lambda p: p.stat().st_mtime)
+    if not runs:
+        return {}
+    results = json.loads(runs[-1].read_text())
+    by_kind: dict[str, float] = {}
+    for node in results["results"]:
+        kind = node["unique_id"].split(".")[0]
+        by_kind[kind] = by_kind.get(kind, 0.0) + node["execution_time"]
+    slowest = max((n for n in results["results"] if n["unique_id"].startswith("model.")),
+                  key=lambda n: n["execution_time"], default=None)
+    return {"elapsed": round(results["elapsed_time"], 1), "nodes": len(results["results"]),
+            **{k: round(v, 1) for k, v in by_kind.items()},
+            "slowest_model": slowest["unique_id"].split(".")[-1] if slowest else "",
+            "slowest_model_s": round(slowest["execution_time"], 2) if slowest else 0.0}
+
+
 def vault_facts(data: Path) -> dict:
     import duckdb
 
@@ -241,7 +260,7 @@ def one_size(people: int, workdir: Path, weeks: int, side_by_side_max: int) -> d
         facts = vault_facts(data)
         after = facts.pop("crosswalk")
         roster = (facts.pop("roster_rows"), facts.pop("roster_rows_unchanged"))
-        run.update(facts, files=files, week=i,
+        run.update(facts, files=files, week=i, dbt=dbt_facts(data),
                    churn=round(churn(before, after), 5) if before else None,
                    roster_rows=roster[0] - seen_roster[0],
                    roster_rows_unchanged=roster[1] - seen_roster[1])
@@ -401,6 +420,17 @@ def where_time_goes(results: list[dict]) -> list[str]:
         out.append(f"- **{r['people']:,} people, a weekly run (mean {wall:.1f} s over {n}):** "
                    f"{parts}; the rest ({wall - in_steps:.1f} s) is the process starting, "
                    "loading the definitions and writing the summary.")
+        dbt = [w["dbt"] for w in weekly if w.get("dbt")]
+        if dbt:
+            d = dbt[-1]
+            step = _s(weekly[-1], "dbt")
+            out.append(
+                f"- **{r['people']:,} people, dbt in the last weekly run:** the step took "
+                f"{step} s; dbt's own run of its {d['nodes']} nodes {d['elapsed']} s (models "
+                f"{d.get('model', 0)} s, tests {d.get('test', 0)} s, seeds {d.get('seed', 0)} s; "
+                f"the slowest model, {d['slowest_model']}, {d['slowest_model_s']} s). The rest "
+                f"({step - d['elapsed']:.1f} s) is dbt and dagster-dbt starting (the dbt "
+                "process, its project and adapter) and the step's events.")
     return out
 
 

@@ -19,7 +19,6 @@ import contextlib
 import fcntl
 import logging
 import os
-import shutil
 import signal
 import sys
 from datetime import date
@@ -62,7 +61,8 @@ def prepare_dagster_home(home: Path) -> None:
     home.mkdir(parents=True, exist_ok=True)
     target = home / "dagster.yaml"
     if not target.exists():
-        shutil.copyfile(Path(__file__).with_name("dagster_instance.yaml"), target)
+        text = Path(__file__).with_name("dagster_instance.yaml").read_text()
+        target.write_text(text.replace("{home}", home.resolve().as_posix()))
 
 
 @contextlib.contextmanager
