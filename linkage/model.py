@@ -492,8 +492,8 @@ def roster_cannot_links(con: duckdb.DuckDBPyConnection, clusters: pd.DataFrame, 
     con.register("roster_pairs", pd.DataFrame(candidates, columns=["a", "b"]))
     strong = {frozenset(p) for p in con.execute(
         f"select r.a, r.b from roster_pairs as r join {pairs} as p on "
-        "((p.unique_id_l = r.a and p.unique_id_r = r.b) or "
-        "(p.unique_id_l = r.b and p.unique_id_r = r.a)) "
+        "least(p.unique_id_l, p.unique_id_r) = least(r.a, r.b) and "
+        "greatest(p.unique_id_l, p.unique_id_r) = greatest(r.a, r.b) "
         "where p.match_probability >= ?", [overwhelming]).fetchall()}
     con.unregister("roster_pairs")
     return {frozenset(p) for p in candidates} - strong - must
@@ -548,18 +548,32 @@ def _honour_cannot_links(con: duckdb.DuckDBPyConnection, clusters: pd.DataFrame,
                          threshold: float, cannot: set[frozenset[str]]) -> int:
     """Rebuild, in place, each cluster that holds a cannot-link pair; returns how many."""
     cluster_of = dict(zip(clusters["unique_id"], clusters["cluster_id"], strict=True))
-    broken = {cluster_of[a] for a, b in (tuple(p) for p in cannot)
-              if a in cluster_of and cluster_of.get(b) == cluster_of[a]}
-    for cid in broken:
-        members = clusters.loc[clusters["cluster_id"] == cid, "unique_id"].tolist()
-        con.register("members", pd.DataFrame({"uid": members}))
-        edges = con.execute(
-            f"select unique_id_l, unique_id_r, match_probability from {pairs} "
-            "where match_probability >= ? and unique_id_l in (select uid from members) "
-            "and unique_id_r in (select uid from members)", [threshold]).fetchall()
-        con.unregister("members")
-        groups = constrained_clusters(members, edges, cannot)
-        mask = clusters["cluster_id"] == cid
-        clusters.loc[mask, "cluster_id"] = [f"{cid}~{groups[u]}"
-                                            for u in clusters.loc[mask, "unique_id"]]
-    return len(broken)
+    inside: dict[str, set[frozenset[str]]] = {}
+    for pair in cannot:
+        a, b = tuple(pair)
+        if a in cluster_of and cluster_of.get(b) == cluster_of[a]:
+            inside.setdefault(cluster_of[a], set()).add(pair)
+    if not inside:
+        return 0
+    mask = clusters["cluster_id"].isin(inside)
+    members = clusters.loc[mask, ["unique_id", "cluster_id"]]
+    con.register("broken_members", members)
+    # every link inside the broken clusters at once, strongest first (ties by id: the same
+    # clusters whichever run builds them)
+    edges = con.execute(
+        f"select a.cluster_id, p.unique_id_l, p.unique_id_r, p.match_probability from {pairs} "
+        "as p join broken_members as a on a.unique_id = p.unique_id_l join broken_members as b "
+        "on b.unique_id = p.unique_id_r where a.cluster_id = b.cluster_id and "
+        "p.match_probability >= ? order by p.match_probability desc, p.unique_id_l, "
+        "p.unique_id_r", [threshold]).fetchall()
+    con.unregister("broken_members")
+    by_cluster: dict[str, list[tuple[str, str, float]]] = {}
+    for cid, a, b, prob in edges:
+        by_cluster.setdefault(cid, []).append((a, b, prob))
+    names: dict[str, str] = {}
+    for cid, group in members.groupby("cluster_id"):
+        groups = constrained_clusters(group["unique_id"].tolist(), by_cluster.get(cid, []),
+                                      inside[cid])
+        names.update({u: f"{cid}~{g}" for u, g in groups.items()})
+    clusters.loc[mask, "cluster_id"] = clusters.loc[mask, "unique_id"].map(names).to_numpy()
+    return len(inside)
