@@ -16,7 +16,6 @@ import hashlib
 import inspect
 import json
 import secrets
-from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -66,19 +65,24 @@ def assign_person_ids(clusters: pd.DataFrame, prior: dict[str, str],
     bigger keeps it and the smaller gets a new one; a cluster whose records had two ids (a
     merge) keeps the more common, and the other is retired.
     """
-    members: dict[str, list[str]] = {}
-    for uid, cid in zip(clusters["unique_id"], clusters["cluster_id"], strict=True):
-        members.setdefault(cid, []).append(uid)
+    frame = pd.DataFrame({"cid": clusters["cluster_id"].astype(str).to_numpy(),
+                          "uid": clusters["unique_id"].to_numpy()})
+    frame["prior"] = frame["uid"].map(prior)
+    sizes = frame.groupby("cid").size().rename("n").reset_index()
+    order = sizes.sort_values(["n", "cid"], ascending=[False, True])["cid"].tolist()
+    votes = (frame.dropna(subset=["prior"]).groupby(["cid", "prior"]).size()
+             .rename("n").reset_index()
+             .sort_values(["cid", "n", "prior"], ascending=[True, False, True]))
+    wanted = votes.groupby("cid", sort=False)["prior"].agg(list).to_dict()
+    original = dict(zip(frame["cid"], clusters["cluster_id"], strict=True))
     taken: set[str] = set(in_use)  # ids of persons this run did not touch
     result: dict[str, str] = {}
-    for cid in sorted(members, key=lambda c: (-len(members[c]), str(c))):
-        votes = Counter(prior[u] for u in members[cid] if u in prior)
-        chosen = next((pid for pid, _ in sorted(votes.items(), key=lambda kv: (-kv[1], kv[0]))
-                       if pid not in taken), None)
+    for cid in order:
+        chosen = next((pid for pid in wanted.get(cid, ()) if pid not in taken), None)
         if chosen is None:
             chosen = new_person_id(taken)
         taken.add(chosen)
-        result[cid] = chosen
+        result[original[cid]] = chosen
     return result
 
 
@@ -87,23 +91,24 @@ def id_events(prior: dict[str, str], now_of: dict[str, str], run_at: datetime) -
 
     `prior` and `now_of` map each record's unique_id to its person_id before and after.
     """
-    went: dict[str, Counter] = {}  # old id -> new ids its records now have
-    came: dict[str, Counter] = {}  # new id -> old ids its records had
-    for uid, old in prior.items():
-        if uid in now_of:
-            went.setdefault(old, Counter())[now_of[uid]] += 1
-            came.setdefault(now_of[uid], Counter())[old] += 1
+    columns = ["run_at", "person_id", "event", "other_person_id", "records"]
     old_ids, new_ids = set(prior.values()), set(now_of.values())
     rows = [(run_at, p, "created", None, None) for p in sorted(new_ids - old_ids)]
     rows += [(run_at, p, "retired", None, None) for p in sorted(old_ids - new_ids)]
-    for new, olds in sorted(came.items()):
-        rows += [(run_at, old, "merged", new, n) for old, n in sorted(olds.items())
-                 if old != new and len(olds) > 1]
-    for old, news in sorted(went.items()):
-        rows += [(run_at, new, "split", old, n) for new, n in sorted(news.items())
-                 if new != old and len(news) > 1]
-    return pd.DataFrame(rows, columns=["run_at", "person_id", "event", "other_person_id",
-                                       "records"])
+    both = pd.DataFrame({"old": list(prior.values()), "uid": list(prior)})
+    both["new"] = both["uid"].map(now_of)
+    moves = both.dropna(subset=["new"]).groupby(["old", "new"]).size().rename("n").reset_index()
+    # merged: a new id whose records had more than one old id; split: an old id whose records
+    # now have more than one new id
+    many_old = moves.groupby("new")["old"].transform("size") > 1
+    merged = moves[many_old & (moves["old"] != moves["new"])].sort_values(["new", "old"])
+    many_new = moves.groupby("old")["new"].transform("size") > 1
+    split = moves[many_new & (moves["old"] != moves["new"])].sort_values(["old", "new"])
+    rows += [(run_at, o, "merged", n, int(k)) for o, n, k in
+             zip(merged["old"], merged["new"], merged["n"], strict=True)]
+    rows += [(run_at, n, "split", o, int(k)) for o, n, k in
+             zip(split["old"], split["new"], split["n"], strict=True)]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def new_person_id(taken: set[str]) -> str:
@@ -164,7 +169,7 @@ def _state(con: duckdb.DuckDBPyConnection) -> dict:
     return {"model": rows[0][0], "threshold": rows[0][1]} if rows else {}
 
 
-def retrain_reasons(model_path: Path, tf_seen: dict[str, set[str]], records: pd.DataFrame,
+def retrain_reasons(model_path: Path, n_records: int, unseen: float,
                     drift: dict[str, float]) -> list[str]:
     """Why the model must be trained again, from what drifted since it was trained: the
     records grew by `drift['growth']` times or more, or at least `drift['unseen_names']` of
@@ -175,23 +180,32 @@ def retrain_reasons(model_path: Path, tf_seen: dict[str, set[str]], records: pd.
         return ["no trained model yet"]
     reasons = []
     trained_on = max(json.loads(meta.read_text()).get("records", 0), 1)
-    growth = len(records) / trained_on
+    growth = n_records / trained_on
     if "growth" in drift and growth >= drift["growth"]:
         reasons.append(f"records grew {growth:.2f}x since training")
-    unseen = unseen_name_share(tf_seen, records)
     if "unseen_names" in drift and unseen >= drift["unseen_names"]:
         reasons.append(f"{unseen:.1%} of records have names the model never saw")
     return reasons
 
 
-def unseen_name_share(tf_seen: dict[str, set[str]], records: pd.DataFrame) -> float:
-    if not tf_seen or not len(records):
+def _unseen_share(con: duckdb.DuckDBPyConnection, tf_seen: dict[str, set[str]],
+                  new: pd.DataFrame, n_kept: int) -> float:
+    """The share of the records with a first name or surname the frozen term frequencies
+    never saw: the kept records counted in the vault, the new ones here."""
+    if not tf_seen or not (n_kept + len(new)):
         return 0.0
-    unseen = np.zeros(len(records), dtype=bool)
+    unseen = np.zeros(len(new), dtype=bool)
     for column, seen in tf_seen.items():
-        values = records[column]
+        values = new[column]
         unseen |= (values.notna() & ~values.isin(seen)).to_numpy()
-    return float(unseen.mean())
+    kept = 0
+    if n_kept:
+        kept = con.execute(
+            "select count(*) from linkage.person_records as p semi join kept_ids using "
+            "(unique_id) where " + " or ".join(
+                f"(p.{c} is not null and p.{c} not in (select {c} from linkage.tf_{c}))"
+                for c in tf_seen)).fetchall()[0][0]
+    return float((int(unseen.sum()) + kept) / (n_kept + len(new)))
 
 
 def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: float,
@@ -241,28 +255,37 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
             "select i.* exclude (unique_id, record_hash), i.unique_id, i.record_hash "
             "from link_input as i anti join linkage.person_records as p "
             "on p.unique_id = i.unique_id and p.record_hash = i.record_hash").df()
-        kept = con.execute(
-            "select p.* from linkage.person_records as p semi join link_input as i "
-            "on p.unique_id = i.unique_id and p.record_hash = i.record_hash").df()
-        kept["first_aliases"] = [list(a) if a is not None else [] for a in kept["first_aliases"]]
+        con.execute(
+            "create or replace temp table kept_ids as select p.unique_id from "
+            "linkage.person_records as p semi join link_input as i "
+            "on p.unique_id = i.unique_id and p.record_hash = i.record_hash")
+        n_kept = con.execute("select count(*) from kept_ids").fetchall()[0][0]
         gone = {u for (u,) in con.execute(
             "select unique_id from linkage.person_records anti join link_input using "
             "(unique_id, record_hash)").fetchall()}
     else:
         fresh = con.execute("select * from link_input").df()
-        kept, gone = None, set()
+        n_kept, gone = 0, set()
     new = standardise_records(fresh)
     new["record_hash"] = fresh["record_hash"].to_numpy()
-    records = new if kept is None else pd.concat([kept, new], ignore_index=True)
-    records = records.sort_values("unique_id", ignore_index=True)
 
     tf_seen = {}
     if _has(con, "linkage.tf_first_name") and model_path.exists():
         tf_seen = {c: {v for (v,) in con.execute(f"select {c} from linkage.tf_{c}").fetchall()}
                    for c in TF_COLUMNS}
+    n_records = n_kept + len(new)
+    unseen = _unseen_share(con, tf_seen, new, n_kept)
     reasons = ["asked to retrain"] if retrain else retrain_reasons(
-        model_path, tf_seen, records, drift or {"growth": 2.0})
-    unseen = unseen_name_share(tf_seen, records)
+        model_path, n_records, unseen, drift or {"growth": 2.0})
+    full = bool(full or reasons or not state or state["model"] != model_fingerprint(model_path)
+                or state["threshold"] != threshold)
+    records = new
+    if full and n_kept:  # every record is scored again: the kept ones join the new
+        kept = con.execute("select p.* from linkage.person_records as p "
+                           "semi join kept_ids using (unique_id)").df()
+        kept["first_aliases"] = [list(a) if a is not None else [] for a in kept["first_aliases"]]
+        records = pd.concat([kept, new], ignore_index=True)
+    records = records.sort_values("unique_id", ignore_index=True)
     mem, db_api = engine(memory_limit, model_dir / "spill")
     if reasons:
         train_model(db_api, records, model_path, sample_max=sample_max)
@@ -273,27 +296,24 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
         unseen = 0.0
     tf = {c: con.execute(f"select * from linkage.tf_{c}").df() for c in TF_COLUMNS}
     fingerprint = model_fingerprint(model_path)
-    full = bool(full or reasons or not state or state["model"] != fingerprint
-                or state["threshold"] != threshold)
     from linkage.model import LINK_COLUMNS
 
     floor = min(0.5, threshold)
+    mem.register("records_frame", records[LINK_COLUMNS])
+    mem.execute("create or replace table fresh_records as " + typed("records_frame", LINK_COLUMNS))
+    mem.unregister("records_frame")
     if full:
-        mem.register("records_frame", records[LINK_COLUMNS])
-        mem.execute("create or replace table fresh_records as "
-                    + typed("records_frame", LINK_COLUMNS))
-        mem.unregister("records_frame")
         scored = score_pairs(mem, db_api, model_path, tf, "fresh_records", None, floor)
         scope = set(records["unique_id"])
     else:
-        mem.register("new_frame", new[LINK_COLUMNS])
-        mem.execute("create or replace table fresh_records as " + typed("new_frame", LINK_COLUMNS))
-        mem.unregister("new_frame")
-        mem.register("kept_frame", kept[LINK_COLUMNS])
-        mem.execute("create or replace table kept_records as " + typed("kept_frame", LINK_COLUMNS))
-        mem.unregister("kept_frame")
+        # the kept records straight from the vault to Splink's engine (never through pandas)
+        mem.register("kept_arrow", con.sql(
+            f"select {', '.join(LINK_COLUMNS)} from linkage.person_records "
+            "semi join kept_ids using (unique_id)").to_arrow_table())
+        mem.execute("create or replace table kept_records as select * from kept_arrow")
+        mem.unregister("kept_arrow")
         scored = score_pairs(mem, db_api, model_path, tf, "fresh_records",
-                             "kept_records" if len(kept) else None, floor)
+                             "kept_records" if n_kept else None, floor)
     new_pairs = mem.sql(f"select * from {scored}").to_arrow_table()
 
     cannot_new = record_feedback_cannot_links(con)
@@ -339,7 +359,16 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
         evidence.insert(0, "person_id", evidence["unique_id_l"].map(now_of))
         mem.close()
 
-        scope_frame = records[records["unique_id"].isin(scope)].copy()
+        if full:
+            scope_frame = records[["source", "record_key", "unique_id", "dob", "sex"]]
+        else:
+            scope_frame = pd.concat([con.execute(
+                "select source, record_key, unique_id, dob, sex from linkage.person_records "
+                "where unique_id in (select uid from scope_ids) and unique_id in "
+                "(select unique_id from kept_ids)").df(),
+                new.loc[new["unique_id"].isin(scope), ["source", "record_key", "unique_id",
+                                                       "dob", "sex"]]], ignore_index=True)
+        scope_frame = scope_frame.copy()
         scope_frame["person_id"] = scope_frame["unique_id"].map(now_of)
         persons = best_values(con, scope_frame)
         _ids(con, "changed_ids", scope | gone, "uid")
