@@ -109,13 +109,22 @@ def _dwelling(frame: pd.DataFrame, key: bytes, line: str, unit: str | None, zip_
               ) -> pd.DataFrame:
     """Replace a street line (and unit) with keyed dwelling and building pseudonyms."""
     units = frame[unit] if unit else pd.Series([None] * len(frame), index=frame.index)
-    dwelling = [address_key(a, u) for a, u in zip(frame[line], units, strict=True)]
-    building = [std_address(a, u)[0] for a, u in zip(frame[line], units, strict=True)]
+    lines = list(zip(frame[line], units, strict=True))
+    # each distinct street line standardised once (a roster repeats its lines every snapshot)
+    known = {a: (address_key(*a), std_address(*a)[0]) for a in set(lines)}
+    dwelling = [known[a][0] for a in lines]
+    building = [known[a][1] for a in lines]
     frame = frame.drop(columns=[c for c in (line, unit) if c])
     frame["address_key"] = _pseudo(key, "dwelling", pd.Series(dwelling, index=frame.index))
     frame["building_key"] = _pseudo(key, "building", pd.Series(building, index=frame.index))
-    frame["zip5"] = [std_zip(z) for z in frame.pop(zip_col)]
+    frame["zip5"] = _zip5(frame.pop(zip_col))
     return frame
+
+
+def _zip5(zips: pd.Series) -> list:
+    """Each row's standard ZIP, each distinct value standardised once."""
+    known: dict = {}
+    return [known[z] if z in known else known.setdefault(z, std_zip(z)) for z in zips]
 
 
 # the feeds whose src tables are written out above (ages, dwellings, typed pseudonyms); any
@@ -161,7 +170,7 @@ def build_sources(vault: duckdb.DuckDBPyConnection, key: bytes,
 
     enr = vault.execute(ENROLLMENT_SQL).df()
     enr["student_key"] = _pseudo(key, "student", enr.pop("studentid"))
-    enr["zip5"] = [std_zip(z) for z in enr.pop("zip")]
+    enr["zip5"] = _zip5(enr.pop("zip"))
 
     svc = vault.execute(SERVICES_SQL).df()
     svc["service_key"] = _pseudo(key, "service", svc.pop("record_key"))
