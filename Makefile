@@ -48,7 +48,8 @@ linkage-report: $(STAMP)
 ## city-scale benchmark (not part of the tests): a full run and four weekly deliveries at 100k
 ## and 1M people, through `plumbline run`; writes benchmarks/RESULTS.md
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks.run --sizes 100000 1000000 --weeks 4 --results benchmarks/RESULTS.md
+	$(BIN)/python -m benchmarks.run --sizes 100000 1000000 --weeks 4 --results benchmarks/RESULTS.md \
+	  --json benchmarks/results.json
 
 ## does the data lab recover planted program effects? 40 towns and 10 cities (not part of the tests)
 bench-datalab: $(STAMP)
