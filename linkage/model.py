@@ -8,6 +8,7 @@ expectation maximisation on two independent blockings, lambda from deterministic
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -172,12 +173,13 @@ def _household_guard() -> cl.CustomComparison:
     )
 
 
-# Which pairs are scored at all. Every rule keys on something whose count of values grows
-# with the city (a birth date with an initial, a full name with a birth year, a dwelling, an
-# identifier), so a block holds about as many records in a city of a million as in one of
-# a hundred thousand, and the comparisons grow with the records, not with their square.
-# Birth date alone (or first name + birth year) made blocks that grow with the city: 40x
-# the time for 10x the records. Each rule is there for pairs the others miss:
+# Which pairs are scored at all. Birth date alone (or first name + birth year) made blocks
+# that grow with the city: 40x the time for 10x the records. Every rule here pairs a key with
+# another (a birth date with an initial or ZIP, a full name with a birth year, month-day or
+# ZIP) or is a dwelling or an identifier, so its blocks are far smaller. They still grow with
+# the city where the keys' values are bounded: on the synthetic city (bounded birth dates,
+# name pools and ZIPs) the comparisons grew 52x for 10x the records, the stage time 6.3x
+# (benchmarks/RESULTS.md). Each rule is there for pairs the others miss:
 BLOCKING_RULES = [
     block_on("dob", "substr(first_name, 1, 1)"),   # the same child, surname changed or typed
     block_on("dob", "substr(last_name, 1, 1)"),    # a nickname (Bill / William) or a typo
@@ -298,13 +300,12 @@ def train_model(db_api: DuckDBAPI, records: pd.DataFrame, model_path: Path, seed
 
 def model_fingerprint(model_path: Path) -> str:
     """Which trained model scored a set of pairs (pairs scored by another must be rescored)."""
-    import hashlib
-
     return hashlib.sha256(model_path.read_bytes()).hexdigest()[:16]
 
 
-def score_pairs(con: duckdb.DuckDBPyConnection, db_api: DuckDBAPI, model_path: Path, tf: dict[str, pd.DataFrame],
-                new: str, existing: str | None, threshold: float) -> str:
+def score_pairs(con: duckdb.DuckDBPyConnection, db_api: DuckDBAPI, model_path: Path,
+                tf: dict[str, pd.DataFrame], new: str, existing: str | None,
+                threshold: float) -> str:
     """Score, with the saved model and its frozen term frequencies, every blocked pair among
     the records of table `new` and between them and those of table `existing` (never among
     the existing ones: they were scored before). Returns the name of the table of pairs at

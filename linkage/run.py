@@ -229,6 +229,7 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
     says drifted), when the model or threshold changed since the last run, or on the first
     run. Both give the same pairs, so the same people."""
     from linkage.model import (
+        LINK_COLUMNS,
         MODEL_FILE,
         TF_COLUMNS,
         cluster,
@@ -296,8 +297,6 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
         unseen = 0.0
     tf = {c: con.execute(f"select * from linkage.tf_{c}").df() for c in TF_COLUMNS}
     fingerprint = model_fingerprint(model_path)
-    from linkage.model import LINK_COLUMNS
-
     floor = min(0.5, threshold)
     mem.register("records_frame", records[LINK_COLUMNS])
     mem.execute("create or replace table fresh_records as " + typed("records_frame", LINK_COLUMNS))
@@ -330,14 +329,13 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
         touched = set(new["unique_id"]) | gone
         con.register("new_pairs", new_pairs)
         _ids(con, "touched_ids", touched)
-        if full or not _has(con, "linkage.link_pairs"):
+        if full:  # an incremental run has the last run's state, pairs included
             con.execute("create or replace table linkage.link_pairs as select * from new_pairs")
         else:
             con.execute("delete from linkage.link_pairs where unique_id_l in "
                         "(select uid from touched_ids) or unique_id_r in "
                         "(select uid from touched_ids)")
             con.execute("insert into linkage.link_pairs by name select * from new_pairs")
-        if not full:
             scope = _affected(con, prior, touched, new_pairs, threshold, cannot | must)
         scope_ids = sorted(scope)
         _ids(con, "scope_ids", scope_ids)
@@ -372,7 +370,7 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
         scope_frame["person_id"] = scope_frame["unique_id"].map(now_of)
         persons = best_values(con, scope_frame)
         _ids(con, "changed_ids", scope | gone, "uid")
-        if full or not _has(con, "linkage.person_records", "record_hash"):
+        if full:
             con.register("frame", records)
             con.execute("create or replace table linkage.person_records as "
                         + typed("frame", records.columns))
