@@ -56,7 +56,7 @@ def sources_yaml(feeds: tuple[Feed, ...] = FEEDS) -> str:
 
 def latest_version_macro(feeds: tuple[Feed, ...] = FEEDS) -> str:
     """The `latest_version(source_table)` macro: each versioned source's rule (its key and its
-    semantics, from the registry) as the `qualify` that keeps a record's latest version."""
+    semantics, from the registry): a record's latest version, kept from a call block's rows."""
     rules = {}
     for f in feeds:
         if f.warehouse_table and not f.answers_lists and f.semantics in (
@@ -67,14 +67,13 @@ def latest_version_macro(feeds: tuple[Feed, ...] = FEEDS) -> str:
                      for t, (p, o) in rules.items())
     return (
         "{#- Written by `plumbline prepare` from the feed registry (pipelines/feeds.py: each\n"
-        "    feed's src_key and semantics): the `qualify` that keeps each record's latest\n"
-        "    version of a warehouse source. One rule for every model that reads versions. -#}\n"
+        "    feed's src_key and semantics): each record's latest version of a warehouse source,\n"
+        "    kept from the rows of the call block. One rule for every model that reads versions;\n"
+        "    portable SQL (no `qualify`), so DuckDB and Spark run the same. -#}\n"
         "{% macro latest_version(source_table) -%}\n"
         "    {%- set rules = {\n" + listed + "    } -%}\n"
         "    {%- set rule = rules[source_table] -%}\n"
-        "    qualify row_number() over (\n"
-        "        partition by {{ rule.partition_by }} order by {{ rule.order_by }}\n"
-        "    ) = 1\n"
+        "    {{ first_of(caller(), rule.partition_by, rule.order_by) }}\n"
         "{%- endmacro %}\n")
 
 

@@ -8,3 +8,23 @@
 {% macro lead_parameter(name) -%}
     (select value from {{ ref('lead_parameters') }} where parameter = '{{ name }}')
 {%- endmacro %}
+
+{#- The first row of each partition of `rows` (a query), in `order_by`: the portable form of
+    DuckDB's `qualify row_number() over (...) = 1` (Spark has no qualify). Partition and order
+    by `rows`' own output columns. -#}
+{% macro first_of(rows, partition_by, order_by) -%}
+select * except (_first_of_rank) from (
+    select _rows.*,
+        row_number() over (partition by {{ partition_by }} order by {{ order_by }})
+            as _first_of_rank
+    from (
+{{ rows }}
+    ) as _rows
+) as _ranked
+where _first_of_rank = 1
+{%- endmacro %}
+
+{#- `first_of` over the rows of a call block: {% call keep_first('k', 'd desc') %} select ... {% endcall %} -#}
+{% macro keep_first(partition_by, order_by) -%}
+{{ first_of(caller(), partition_by, order_by) }}
+{%- endmacro %}

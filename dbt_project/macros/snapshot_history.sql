@@ -15,7 +15,7 @@ observed as (
     select
         r.*,
         s.next_snapshot,
-        md5(concat_ws('|', {% for c in state_columns %}coalesce(cast(r.{{ c }} as varchar), '∅'){% if not loop.last %}, {% endif %}{% endfor %})) as state_hash
+        md5(concat_ws('|', {% for c in state_columns %}coalesce(cast(r.{{ c }} as string), '∅'){% if not loop.last %}, {% endif %}{% endfor %})) as state_hash
     from {{ relation }} as r
     inner join snaps as s on s.snapshot_date = r.snapshot_date
 ),
@@ -42,9 +42,9 @@ islands as (
 stretches as (
     select
         {{ member_key | join(', ') }},
-        {% for c in state_columns %}arg_max_null({{ c }}, snapshot_date) as {{ c }},
+        {% for c in state_columns %}{{ value_at_max_or_null(c, "snapshot_date") }} as {{ c }},
         {% endfor %}min(snapshot_date) as valid_from,
-        arg_max_null(next_snapshot, snapshot_date) as valid_to
+        {{ value_at_max_or_null("next_snapshot", "snapshot_date") }} as valid_to
     from islands
     group by {{ member_key | join(', ') }}, island
 )

@@ -3,8 +3,9 @@
 {{ config(severity='warn') }}
 
 with contracts as (
+    {% call keep_first('contract_id', 'extract_date desc') %}
     select * from {{ ref('stg_providers__contracts') }}
-    qualify row_number() over (partition by contract_id order by extract_date desc) = 1
+    {% endcall %}
 )
 
 select
@@ -22,4 +23,4 @@ from {{ ref('stg_providers__services') }} as s
 left join contracts as c on c.contract_id = s.contract_id
 where c.contract_id is null
    or s.service_date not between c.start_date and c.end_date
-   or not list_contains(c.service_codes, s.service_code)
+   or not {{ array_has("c.service_codes", "s.service_code") }}

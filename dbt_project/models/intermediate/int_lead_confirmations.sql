@@ -14,7 +14,9 @@ venous as (
 ),
 
 second_screen as (
-    select later.*, 'second screening test' as confirmed_by
+    {% call keep_first('test_key', 'earlier_sample_date') %}
+    select later.*, 'second screening test' as confirmed_by,
+        earlier.sample_date as earlier_sample_date
     from elevated as later
     inner join elevated as earlier
         on earlier.person_id = later.person_id
@@ -24,7 +26,7 @@ second_screen as (
         and later.sample_date > earlier.sample_date
         and later.sample_date <= earlier.sample_date
             + cast({{ lead_parameter('second_screen_confirm_days') }} as integer)
-    qualify row_number() over (partition by later.test_key order by earlier.sample_date) = 1
+    {% endcall %}
 ),
 
 unioned as (

@@ -1,12 +1,13 @@
 -- One row per blood lead test as health knew it on the as-of date: the latest report of each
 -- test wins, and anything reported or delivered after the as-of date is ignored.
 with reported as (
+    {% call latest_version('health_tests') %}
     select *
     from {{ ref('stg_health__blood_lead_tests') }}
     where reported_date <= {{ as_of_date() }}
       and extract_date <= {{ as_of_date() }}
       and sample_date <= {{ as_of_date() }}
-    {{ latest_version('health_tests') }}
+    {% endcall %}
 ),
 
 bands as (

@@ -6,18 +6,13 @@
 -- data dir's own salt, unchanged when the pseudonym key is rotated), never the person_id: when
 -- linkage merges or splits people, the alert, its list line and its feedback keep their id.
 with unioned as (
-    {%- for model in alert_rule_models() %}
-    select * from {{ ref(model) }}
-    {%- if not loop.last %}
-    union all by name
-    {%- endif %}
-    {%- endfor %}
+    {{ union_by_name(alert_rule_models(), 'intermediate') }}
 ),
 
 -- the provider that serves the child (its latest service as known on the as-of date): a
 -- provider's alert goes to that provider alone
 serving as (
-    select person_id, arg_max(provider_code, service_date) as provider_code
+    select person_id, {{ value_at_max("provider_code", "service_date") }} as provider_code
     from {{ ref('int_provider_services') }}
     group by person_id
 ),
@@ -27,6 +22,7 @@ routing as (
 ),
 
 alerts as (
+    {% call keep_first('rule_code, evidence_test_uid', 'routed_by_band desc nulls last') %}
     select
         substr(md5(u.rule_code || '|' || u.evidence_test_uid), 1, 16) as alert_id,
         u.*,
@@ -36,25 +32,24 @@ alerts as (
             else coalesce(s.provider_code, rt.route_to, 'health')
         end as assigned_organisation,
         r.assigned_agency = 'providers' and s.provider_code is null as is_referral,
-        {{ as_of_date() }} - u.due_date
+        {{ dbt.datediff('u.due_date', as_of_date(), 'day') }}
             > cast({{ lead_parameter('backlog_horizon_days') }} as integer) as is_old_episode,
         case
-            when {{ as_of_date() }} - u.due_date
+            when {{ dbt.datediff('u.due_date', as_of_date(), 'day') }}
                 > cast({{ lead_parameter('backlog_horizon_days') }} as integer)
                 then r.backlog_next_step
             when r.assigned_agency = 'providers' and s.provider_code is null
                 then coalesce(rt.next_step, r.next_step)
             else r.next_step
-        end as next_step
+        end as next_step,
+        rt.band = u.band as routed_by_band
     from unioned as u
     inner join {{ ref('alert_rules') }} as r on r.rule_code = u.rule_code
     left join serving as s on s.person_id = u.person_id
     left join routing as rt
         on rt.rule_code = u.rule_code and rt.band in (u.band, '*')
     where u.became_alert and r.enabled
-    qualify row_number() over (
-        partition by u.rule_code, u.evidence_test_uid order by (rt.band = u.band) desc nulls last
-    ) = 1
+    {% endcall %}
 ),
 
 feedback as (
@@ -73,13 +68,13 @@ feedback_summary as (
         min(recorded_date) filter (
             where feedback_status in ('RESOLVED', 'NOT_APPLICABLE', 'WRONG_PERSON')
         ) as feedback_closed_on,
-        arg_min(feedback_status, recorded_at) filter (
+        {{ value_at_min("feedback_status", "recorded_at") }} filter (
             where feedback_status in ('RESOLVED', 'NOT_APPLICABLE', 'WRONG_PERSON')
         ) as feedback_closing_status,
         count(*) filter (
             where feedback_status in ('IN_PROGRESS', 'UNABLE_TO_CONTACT')
         ) as contact_attempts,
-        arg_max(feedback_status, recorded_at) as last_feedback_status
+        {{ value_at_max("feedback_status", "recorded_at") }} as last_feedback_status
     from feedback
     group by alert_id
 ),
@@ -118,7 +113,7 @@ select
     is_referral,
     band,
     due_date,
-    date_diff('day', due_date, coalesce(closed_on, {{ as_of_date() }})) as days_overdue,
+    {{ dbt.datediff("due_date", "coalesce(closed_on, " ~ as_of_date() ~ ")", "day") }} as days_overdue,
     case when closed_on is null then 'OPEN' else 'CLOSED' end as status,
     reason_open || case close_reason
         when 'STEP_RECORDED' then ' Closed: ' || reason_step || ', after the due date.'

@@ -25,26 +25,23 @@ stretches as (
 -- the child's row on the newest roster, still enrolled on the as-of date; on several rows,
 -- the latest entry date
 enrolled_now as (
+    {% call keep_first('person_id', 'entry_date desc nulls last, student_key') %}
     select *
     from stretches
     where is_current and (exit_date is null or exit_date > {{ as_of_date() }})
-    qualify row_number() over (
-        partition by person_id order by entry_date desc nulls last, student_key
-    ) = 1
+    {% endcall %}
 ),
 
 -- the stretch the episode is about: the chosen row today if it qualifies, else the child's
 -- latest qualifying stretch
 anchor as (
-    select s.*
+    {% call keep_first('person_id', 'is_chosen_row desc nulls last, valid_from desc, '
+                       'entry_date desc nulls last, student_key') %}
+    select s.*, n.student_key = s.student_key and n.valid_from = s.valid_from as is_chosen_row
     from stretches as s
     left join enrolled_now as n on n.person_id = s.person_id
     where s.qualifies
-    qualify row_number() over (
-        partition by s.person_id
-        order by (n.student_key = s.student_key and n.valid_from = s.valid_from) desc nulls last,
-                 s.valid_from desc, s.entry_date desc nulls last, s.student_key
-    ) = 1
+    {% endcall %}
 ),
 
 ends as (
@@ -116,7 +113,7 @@ select
     'LEARNING_SUPPORT_REVIEW_OVERDUE' as rule_code,
     *,
     'The health department recorded a confirmed elevated blood lead level (band ' || band
-    || ', ' || cast(year(episode_date) as varchar)
+    || ', ' || cast(year(episode_date) as string)
     || '). Lead can affect learning years later; no IEP or 504 plan is on the roster, and '
     || 'a learning-support review is due within ' || window_days
     || ' days of the confirmation or school entry.' as reason_open,

@@ -13,13 +13,13 @@ bands as (
 ),
 
 latest_before as (
-    select t.person_id, t.sample_date, t.result_value, t.result_censored, c.band
+    {% call keep_first('test_key', 'confirmation_date desc, confirming_test_key') %}
+    select t.test_key, t.person_id, t.sample_date, t.result_value, t.result_censored, c.band,
+        c.confirmation_date, c.confirming_test_key
     from tests as t
     inner join confirmations as c
         on c.person_id = t.person_id and c.confirmation_date < t.sample_date
-    qualify row_number() over (
-        partition by t.test_key order by c.confirmation_date desc, c.confirming_test_key
-    ) = 1
+    {% endcall %}
 )
 
 select l.person_id, l.sample_date as event_date

@@ -8,32 +8,31 @@ with episodes as (
 ),
 
 serving as (
-    select person_id, arg_max(provider_code, service_date) as provider_code
+    select person_id, {{ value_at_max("provider_code", "service_date") }} as provider_code
     from {{ ref('int_provider_services') }}
     group by person_id
 ),
 
 owned as (
+    {% call keep_first('rule_code, person_id, episode_date', 'routed_by_band desc nulls last') %}
     select
         e.*,
         case
             when r.assigned_agency <> 'providers' then r.assigned_agency
             else coalesce(s.provider_code, rt.route_to, 'health')
-        end as organisation
+        end as organisation,
+        rt.band = e.band as routed_by_band
     from episodes as e
     inner join {{ ref('alert_rules') }} as r on r.rule_code = e.rule_code
     left join serving as s on s.person_id = e.person_id
     left join {{ ref('alert_routing') }} as rt
         on rt.rule_code = e.rule_code and rt.band in (e.band, '*')
-    qualify row_number() over (
-        partition by e.rule_code, e.person_id, e.episode_date
-        order by (rt.band = e.band) desc nulls last
-    ) = 1
+    {% endcall %}
 )
 
 select
     organisation as agency,
-    strftime(date_trunc('month', due_date), '%Y-%m') as month,
+    {{ month_label("date_trunc('month', due_date)") }} as month,
     count(*) as steps_due,
     count(*) filter (where step_in_time) as steps_in_time
 from owned

@@ -4,17 +4,16 @@
 -- within their band's window, and how many had a lower next test. Not published as is: the
 -- contract_outcomes mart suppresses small cells.
 with contracts as (
+    {% call latest_version('provider_contracts') %}
     select * from {{ ref('stg_providers__contracts') }}
-    {{ latest_version('provider_contracts') }}
+    {% endcall %}
 ),
 
 months as (
     select
         c.contract_id, c.provider_code, c.provider_name, c.amount_usd,
         c.start_date, c.end_date, c.service_codes,
-        unnest(generate_series(date_trunc('month', c.start_date),
-                               date_trunc('month', least(c.end_date, {{ as_of_date() }})),
-                               interval 1 month)) as month
+        {{ month_starts('c.start_date', 'least(c.end_date, ' ~ as_of_date() ~ ')') }} as month
     from contracts as c
 ),
 
@@ -42,9 +41,9 @@ served as (
 lead_referred as (
     select
         v.contract_id, v.month, v.person_id,
-        arg_max(c.confirmation_date, c.confirmation_date) as confirmation_date,
-        arg_max(c.result_value, c.confirmation_date) as confirming_value,
-        arg_max(cm.step_in_time, c.confirmation_date) as case_management_in_time
+        {{ value_at_max("c.confirmation_date", "c.confirmation_date") }} as confirmation_date,
+        {{ value_at_max("c.result_value", "c.confirmation_date") }} as confirming_value,
+        {{ value_at_max("cm.step_in_time", "c.confirmation_date") }} as case_management_in_time
     from served as v
     inner join {{ ref('int_lead_confirmations') }} as c
         on c.person_id = v.person_id
@@ -71,9 +70,9 @@ select
     m.contract_id,
     m.provider_code,
     m.provider_name,
-    strftime(m.month, '%Y-%m') as month,
+    {{ month_label("m.month") }} as month,
     m.amount_usd as contract_amount_usd,
-    round(m.amount_usd / (date_diff('month', m.start_date, m.end_date) + 1), 2)
+    round(m.amount_usd / ({{ dbt.datediff("m.start_date", "m.end_date", "month") }} + 1), 2)
         as monthly_amount_usd,
     coalesce(sum(v.services), 0) as services,
     coalesce(sum(v.lead_case_mgmt), 0) as services_lead_case_mgmt,

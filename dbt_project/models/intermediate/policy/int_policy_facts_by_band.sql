@@ -5,7 +5,7 @@ with confirmed as (
     select
         'children_confirmed' as measure, person_id,
         date_trunc('month', confirmation_date) as month,
-        arg_min(band, confirmation_date) as band
+        {{ value_at_min("band", "confirmation_date") }} as band
     from {{ ref('int_lead_confirmations') }}
     group by all
 ),
@@ -26,7 +26,7 @@ cells as (
 )
 
 select
-    strftime(month, '%Y-%m') as month,
+    {{ month_label("month") }} as month,
     band,
     {{ measure_columns(['children_confirmed']) }}
 from cells

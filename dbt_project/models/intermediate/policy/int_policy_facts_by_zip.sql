@@ -9,17 +9,17 @@ with tests as (
 child_months as (
     select
         'children_tested' as measure, person_id, date_trunc('month', sample_date) as month,
-        arg_min(coalesce(zip5, 'UNKNOWN'), sample_date) as zip5
+        {{ value_at_min("coalesce(zip5, 'UNKNOWN')", "sample_date") }} as zip5
     from tests group by all
     union all
     select
         'children_elevated', person_id, date_trunc('month', sample_date),
-        arg_min(coalesce(zip5, 'UNKNOWN'), sample_date)
+        {{ value_at_min("coalesce(zip5, 'UNKNOWN')", "sample_date") }}
     from tests where is_elevated group by all
     union all
     select
         'children_confirmed', person_id, date_trunc('month', confirmation_date),
-        arg_min(coalesce(zip5, 'UNKNOWN'), confirmation_date)
+        {{ value_at_min("coalesce(zip5, 'UNKNOWN')", "confirmation_date") }}
     from {{ ref('int_lead_confirmations') }} group by all
 ),
 
@@ -39,7 +39,7 @@ cells as (
 )
 
 select
-    strftime(month, '%Y-%m') as month,
+    {{ month_label("month") }} as month,
     zip5,
     {{ measure_columns() }}
 from cells

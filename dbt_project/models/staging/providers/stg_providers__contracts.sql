@@ -7,7 +7,7 @@ renamed as (
         contract_id,
         provider_code,
         provider_name,
-        string_split(service_codes, ';') as service_codes,
+        split(service_codes, ';') as service_codes,
         cast(start_date as date) as start_date,
         cast(end_date as date) as end_date,
         amount_usd,
