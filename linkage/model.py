@@ -37,15 +37,35 @@ LINK_COLUMNS = ["unique_id", "first_name", "first_aliases", "middle_name", "last
                 "guardian_first", "guardian_last"]
 
 
-def _first_name() -> cl.CustomComparison:
+# The few functions the hand-written levels call, per SQL dialect: the model is trained on
+# DuckDB, and the same trained model scores on Spark (spark_model) with Splink's UDFs there.
+SQL_FUNCTIONS = {
+    "duckdb": {"jaro_winkler": "jaro_winkler_similarity", "array_has": "list_contains",
+               "starts_with": "starts_with",
+               "days_apart": "date_diff('day', cast({a} as date), cast({b} as date))"},
+    "spark": {"jaro_winkler": "jaro_winkler", "array_has": "array_contains",
+              "starts_with": "startswith",
+              "days_apart": "datediff(cast({b} as date), cast({a} as date))"},
+}
+
+
+def _f(dialect: str) -> dict[str, str]:
+    if dialect not in SQL_FUNCTIONS:
+        raise ValueError(f"no SQL functions for dialect {dialect!r} (one of "
+                         f"{', '.join(SQL_FUNCTIONS)})")
+    return SQL_FUNCTIONS[dialect]
+
+
+def _first_name(dialect: str = "duckdb") -> cl.CustomComparison:
+    f = _f(dialect)
     return cl.CustomComparison(
         output_column_name="first_name",
         comparison_levels=[
             cll.NullLevel("first_name"),
             cll.ExactMatchLevel("first_name").configure(tf_adjustment_column="first_name"),
             cll.CustomLevel(
-                "list_contains(first_aliases_l, first_name_r) "
-                "or list_contains(first_aliases_r, first_name_l)",
+                f"{f['array_has']}(first_aliases_l, first_name_r) "
+                f"or {f['array_has']}(first_aliases_r, first_name_l)",
                 label_for_charts="Nickname of each other"),
             cll.JaroWinklerLevel("first_name", 0.92),
             cll.JaroWinklerLevel("first_name", 0.8),
@@ -128,7 +148,7 @@ def _guardian() -> cl.CustomComparison:
     )
 
 
-def _household_guard() -> cl.CustomComparison:
+def _household_guard(dialect: str = "duckdb") -> cl.CustomComparison:
     """Two people of one household, never one person. Its weights are fixed, not trained: EM
     cannot learn these rare patterns, and without them a shared surname, dwelling and ZIP
     outvote everything else, merging siblings, twins, or a parent and a child of the same name.
@@ -140,26 +160,27 @@ def _household_guard() -> cl.CustomComparison:
     - twins: the same birth date and surname with first names below 0.88 (typos of one name
       stay above it 94% of the time; twins' names rarely reach it).
     """
+    f = _f(dialect)
     household = "(last_name_l = last_name_r or address_key_l = address_key_r)"
     unrelated_names = (
         "first_name_l is not null and first_name_r is not null "
-        "and not list_contains(first_aliases_l, first_name_r) "
-        "and not list_contains(first_aliases_r, first_name_l) "
-        "and not (middle_name_l is not null and starts_with(middle_name_l, first_name_r)) "
-        "and not (middle_name_r is not null and starts_with(middle_name_r, first_name_l))"
+        f"and not {f['array_has']}(first_aliases_l, first_name_r) "
+        f"and not {f['array_has']}(first_aliases_r, first_name_l) "
+        f"and not (middle_name_l is not null and {f['starts_with']}(middle_name_l, first_name_r)) "
+        f"and not (middle_name_r is not null and {f['starts_with']}(middle_name_r, first_name_l))"
         # one keystroke apart is a typo of one name ("IAN" / "IEN"), not two names, unless
         # the records say two sexes ("MARIO" / "MARIA")
         "and (damerau_levenshtein(first_name_l, first_name_r) > 1 "
         "or (sex_l is not null and sex_r is not null and sex_l <> sex_r))"
     )
     siblings = (f"{household} and {unrelated_names} "
-                "and jaro_winkler_similarity(first_name_l, first_name_r) < 0.8")
+                f"and {f['jaro_winkler']}(first_name_l, first_name_r) < 0.8")
     generations = (
         f"{household} and dob_l is not null and dob_r is not null "
-        "and abs(date_diff('day', cast(dob_l as date), cast(dob_r as date))) > 366 "
+        f"and abs({f['days_apart'].format(a='dob_l', b='dob_r')}) > 366 "
         "and damerau_levenshtein(dob_l, dob_r) > 1")
     twins = (f"dob_l = dob_r and last_name_l = last_name_r and {unrelated_names} "
-             "and jaro_winkler_similarity(first_name_l, first_name_r) < 0.88")
+             f"and {f['jaro_winkler']}(first_name_l, first_name_r) < 0.88")
     return cl.CustomComparison(
         output_column_name="household_guard",
         comparison_levels=[
@@ -199,13 +220,14 @@ BLOCKING_RULES = [
 ]
 
 
-def settings() -> SettingsCreator:
+def settings(dialect: str = "duckdb") -> SettingsCreator:
+    """The model's settings, its hand-written levels in `dialect`'s SQL."""
     return SettingsCreator(
         link_type="dedupe_only",
         unique_id_column_name="unique_id",
         probability_two_random_records_match=0.0001,
         comparisons=[
-            _first_name(),
+            _first_name(dialect),
             _last_name(),
             _dob(),
             cl.ExactMatch("sex"),
@@ -214,7 +236,7 @@ def settings() -> SettingsCreator:
             cl.ExactMatch("medicaid_id"),
             cl.ExactMatch("patient_id"),
             _guardian(),
-            _household_guard(),
+            _household_guard(dialect),
         ],
         blocking_rules_to_generate_predictions=BLOCKING_RULES,
         retain_intermediate_calculation_columns=False,
@@ -578,3 +600,28 @@ def _honour_cannot_links(con: duckdb.DuckDBPyConnection, clusters: pd.DataFrame,
         names.update({u: f"{cid}~{g}" for u, g in groups.items()})
     clusters.loc[mask, "cluster_id"] = clusters.loc[mask, "unique_id"].map(names).to_numpy()
     return len(inside)
+
+
+def spark_model(model: dict) -> dict:
+    """The trained model (a DuckDB model JSON) for Splink's Spark backend: the same settings
+    in Spark's SQL, with every trained parameter (each level's m and u, lambda) copied from
+    `model`. A model whose comparisons differ from this code's is refused: retrain it."""
+    ported = settings("spark").create_settings_dict("spark")
+    trained, fresh = model["comparisons"], ported["comparisons"]
+    shape = [(c["output_column_name"], [lv.get("label_for_charts") for lv in
+                                        c["comparison_levels"]]) for c in trained]
+    if shape != [(c["output_column_name"], [lv.get("label_for_charts") for lv in
+                                            c["comparison_levels"]]) for c in fresh]:
+        raise ValueError("the saved linkage model's comparisons differ from this code's "
+                         "settings: retrain it (person_crosswalk config retrain: true) "
+                         "before scoring on Spark")
+    for old, new in zip(trained, fresh, strict=True):
+        for old_level, new_level in zip(old["comparison_levels"], new["comparison_levels"],
+                                        strict=True):
+            for key in ("m_probability", "u_probability"):
+                if old_level.get(key) is not None:
+                    new_level[key] = old_level[key]
+    ported["probability_two_random_records_match"] = model[
+        "probability_two_random_records_match"]
+    ported["linker_uid"] = model.get("linker_uid", ported.get("linker_uid"))
+    return ported

@@ -22,6 +22,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from linkage import standardise as S
 from linkage.constraints import (
@@ -213,7 +214,7 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
                 review_size: int = 0, rosters: dict[str, int] | None = None,
                 overwhelming: float = 1.0, flag_size: int | None = None,
                 sample_max: int | None = None, drift: dict[str, float] | None = None,
-                full: bool = False) -> dict[str, int]:
+                full: bool = False, scorer=None) -> dict[str, int]:
     """Link the vault's person-records; returns counts (never identities).
 
     `threshold` is the match probability at which two records are one person, and
@@ -227,7 +228,10 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
     frequencies); only the persons they touch are clustered again. Every record is scored and
     clustered again (`full`) when the model is (re)trained (`retrain`, or what `drift` bounds
     says drifted), when the model or threshold changed since the last run, or on the first
-    run. Both give the same pairs, so the same people."""
+    run. Both give the same pairs, so the same people.
+
+    `scorer` scores the pairs elsewhere (linkage.spark.SparkScorer: Splink on Spark, with the
+    same trained model); by default Splink scores them on DuckDB here."""
     from linkage.model import (
         LINK_COLUMNS,
         MODEL_FILE,
@@ -301,8 +305,17 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
     mem.register("records_frame", records[LINK_COLUMNS])
     mem.execute("create or replace table fresh_records as " + typed("records_frame", LINK_COLUMNS))
     mem.unregister("records_frame")
+
+    def scored_pairs(existing: str | None) -> pa.Table:
+        if scorer is None:
+            scored = score_pairs(mem, db_api, model_path, tf, "fresh_records", existing, floor)
+            return mem.sql(f"select * from {scored}").to_arrow_table()
+        return scorer.score(model_path, tf, mem.sql("select * from fresh_records").to_arrow_table(),
+                            mem.sql(f"select * from {existing}").to_arrow_table()
+                            if existing else None, floor)
+
     if full:
-        scored = score_pairs(mem, db_api, model_path, tf, "fresh_records", None, floor)
+        new_pairs = scored_pairs(None)
         scope = set(records["unique_id"])
     else:
         # the kept records straight from the vault to Splink's engine (never through pandas)
@@ -311,9 +324,7 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
             "semi join kept_ids using (unique_id)").to_arrow_table())
         mem.execute("create or replace table kept_records as select * from kept_arrow")
         mem.unregister("kept_arrow")
-        scored = score_pairs(mem, db_api, model_path, tf, "fresh_records",
-                             "kept_records" if n_kept else None, floor)
-    new_pairs = mem.sql(f"select * from {scored}").to_arrow_table()
+        new_pairs = scored_pairs("kept_records" if n_kept else None)
 
     cannot_new = record_feedback_cannot_links(con)
     cannot = stored_cannot_links(con)

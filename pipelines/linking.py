@@ -16,6 +16,29 @@ def relink(con: duckdb.DuckDBPyConnection, settings: Settings, retrain: bool = F
            feeds: tuple[Feed, ...] = FEEDS, full: bool = False) -> dict[str, int]:
     """Link the week's new and changed records into the city's people (every record again
     when `full`, or when the model is retrained: asked, or by the drift the seed bounds)."""
+    if settings.engine == "spark":
+        return _relink_on_spark(con, settings, retrain, feeds, full)
+    return _relink(con, settings, retrain, feeds, full)
+
+
+def _relink_on_spark(con: duckdb.DuckDBPyConnection, settings: Settings, retrain: bool,
+                     feeds: tuple[Feed, ...], full: bool) -> dict[str, int]:
+    """The same linkage with its pairs scored on Spark; what Splink wrote there for lineage is
+    removed when the stage ends, whatever happened."""
+    from linkage.spark import SparkScorer
+    from pipelines.spark import session
+
+    spark = session(settings, "plumbline-linkage")
+    scorer = SparkScorer(spark, settings.linkage_dir / "spark_checkpoints")
+    try:
+        return _relink(con, settings, retrain, feeds, full, scorer)
+    finally:
+        scorer.close()
+        spark.stop()
+
+
+def _relink(con: duckdb.DuckDBPyConnection, settings: Settings, retrain: bool,
+            feeds: tuple[Feed, ...], full: bool, scorer=None) -> dict[str, int]:
     return run_linkage(
         con, settings.linkage_dir, linkage_setting("match_probability_threshold"),
         person_records_sql(feeds), retrain=retrain, memory_limit=settings.linkage_memory,
@@ -27,4 +50,4 @@ def relink(con: duckdb.DuckDBPyConnection, settings: Settings, retrain: bool = F
         sample_max=int(linkage_setting("training_sample_records")),
         drift={"growth": linkage_setting("retrain_growth"),
                "unseen_names": linkage_setting("retrain_unseen_name_share")},
-        full=full)
+        full=full, scorer=scorer)

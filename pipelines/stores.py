@@ -47,6 +47,10 @@ class Settings:
     linkage_memory: str = "3GB"  # PLUMBLINE_LINKAGE_MEMORY: DuckDB memory bound of linkage
     weekly_capacity: str = ""  # PLUMBLINE_WEEKLY_CAPACITY: "providers=25,HHN=10" overrides
     timezone: str = "UTC"  # PLUMBLINE_TIMEZONE: the schedules' time zone (IANA name)
+    engine: str = "duckdb"  # PLUMBLINE_ENGINE: duckdb (one machine) or spark
+    spark_master: str = "local[2]"  # PLUMBLINE_SPARK_MASTER: where Spark runs (local mode)
+    spark_remote: str = ""  # PLUMBLINE_SPARK_REMOTE: a Spark Connect URL instead (sc://...)
+    spark_memory: str = "3g"  # PLUMBLINE_SPARK_MEMORY: the local Spark driver's heap
 
     @property
     def vault_path(self) -> Path:
@@ -71,6 +75,11 @@ class Settings:
 
     def request_store(self, request_id: str) -> Path:
         return self.requests_dir / f"{request_id}.duckdb"
+
+    @property
+    def spark_dir(self) -> Path:
+        """The Spark engine's files: src Parquet, the warehouse tables and their catalog."""
+        return self.data_dir / "spark"
 
     @property
     def linkage_dir(self) -> Path:
@@ -148,7 +157,22 @@ def load_settings() -> Settings:
                                 or "City Health Department"),
                     linkage_memory=env.get("PLUMBLINE_LINKAGE_MEMORY", "").strip() or "3GB",
                     weekly_capacity=env.get("PLUMBLINE_WEEKLY_CAPACITY", "").strip(),
-                    timezone=timezone_from_env())
+                    timezone=timezone_from_env(), engine=engine_from_env(),
+                    spark_master=env.get("PLUMBLINE_SPARK_MASTER", "").strip() or "local[2]",
+                    spark_remote=env.get("PLUMBLINE_SPARK_REMOTE", "").strip(),
+                    spark_memory=env.get("PLUMBLINE_SPARK_MEMORY", "").strip() or "3g")
+
+
+ENGINES = ("duckdb", "spark")
+
+
+def engine_from_env() -> str:
+    """PLUMBLINE_ENGINE: `duckdb` (the default: DuckDB files on one machine) or `spark`."""
+    engine = os.environ.get("PLUMBLINE_ENGINE", "").strip().lower() or "duckdb"
+    if engine not in ENGINES:
+        raise ValueError(f"PLUMBLINE_ENGINE is {engine!r}: set it to one of "
+                         f"{', '.join(ENGINES)} (or leave it unset for duckdb)")
+    return engine
 
 
 def timezone_from_env() -> str:

@@ -7,7 +7,7 @@ import os
 import dagster as dg
 
 from pipelines.runs import PID, process_tags
-from pipelines.stores import Settings, load_settings
+from pipelines.stores import REPO_ROOT, Settings, load_settings
 
 
 class PlumblineSettings(dg.ConfigurableResource):
@@ -40,4 +40,8 @@ class PlumblineSettings(dg.ConfigurableResource):
         os.environ["PLUMBLINE_DATA_DIR"] = str(s.data_dir)
         # each dbt invocation's artifacts go to the data dir, not into the repository
         os.environ["DBT_TARGET_PATH"] = str(s.data_dir / "dbt_runs")
+        # dbt picks its profile target from the engine (profiles.yml); on Spark, its session
+        # logs through the project's log4j settings
+        os.environ["PLUMBLINE_ENGINE"] = s.engine
+        os.environ["PLUMBLINE_SPARK_CONF"] = str(REPO_ROOT / "pipelines" / "spark_conf")
         return s

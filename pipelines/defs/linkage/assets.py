@@ -6,7 +6,7 @@ import dagster as dg
 from pipelines.defs.resources import PlumblineSettings
 from pipelines.feeds import FEEDS, person_feeds
 from pipelines.linking import relink
-from pipelines.stores import connect, linkage_setting
+from pipelines.stores import connect, engine_from_env, linkage_setting
 
 # every person-bearing feed, and the feedback whose WRONG_PERSON answers become cannot-links
 PERSON_FEEDS = [f"raw_{f.name}" for f in FEEDS if f in person_feeds() or f.answers_lists]
@@ -33,7 +33,7 @@ class LinkageConfig(dg.Config):
                                       "than the seed's drift since the last run."),
     ],
     owners=["team:data-engineering"],
-    kinds={"duckdb", "splink"},
+    kinds={"duckdb", "splink", *(["spark"] if engine_from_env() == "spark" else [])},
     deps=[*PERSON_FEEDS, "linkage_settings"],
     description=(
         "Vault table linkage.person_crosswalk (source, record_key, person_id): every "

@@ -12,8 +12,10 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_as
 
 from pipelines.dbt_manifest import DBT_DIR, current_manifest, dbt_executable
 from pipelines.defs.resources import PlumblineSettings
-from pipelines.stores import connect, warehouse_lock
+from pipelines.stores import connect, engine_from_env, warehouse_lock
 from pipelines.warehouse import SRC_TABLES, build_sources, write_sources
+
+ENGINE = engine_from_env()  # where the warehouse is built: DuckDB files, or Spark
 
 dbt_project = DbtProject(project_dir=DBT_DIR, profiles_dir=DBT_DIR)  # artifacts: target/
 
@@ -27,7 +29,7 @@ def dbt_resource() -> DbtCliResource:
     specs=[dg.AssetSpec(["src", name], group_name="warehouse", owners=["team:data-engineering"],
                         deps=["person_crosswalk", "raw_housing__inspections",
                               "raw_providers__contracts", "raw_feedback__alert_feedback"],
-                        kinds={"duckdb"},
+                        kinds={"parquet", "spark"} if ENGINE == "spark" else {"duckdb"},
                         description=f"Warehouse table src.{name}: pseudonymous, every version.")
            for name in SRC_TABLES],
 )
@@ -36,8 +38,14 @@ def warehouse_sources(context: dg.AssetExecutionContext, plumbline: PlumblineSet
     settings = plumbline.settings()
     with connect(settings.vault_path) as vault:
         tables = build_sources(vault, settings.pseudonym_key)
-    with warehouse_lock(settings.data_dir), connect(settings.warehouse_path) as wh:
-        write_sources(wh, tables)
+    with warehouse_lock(settings.data_dir):
+        if settings.engine == "spark":
+            from pipelines.spark import write_spark_sources
+
+            write_spark_sources(tables, settings.spark_dir / "src")
+        else:
+            with connect(settings.warehouse_path) as wh:
+                write_sources(wh, tables)
     for name, frame in tables.items():
         yield dg.MaterializeResult(asset_key=["src", name],
                                    metadata={"rows": dg.MetadataValue.int(len(frame))})
@@ -127,6 +135,12 @@ def plumbline_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource,
         events = list(dbt.cli(["build", "--vars", json.dumps(dbt_vars),
                                "--exclude", "resource_type:unit_test"],
                               context=context).stream())
+        if settings.engine == "spark":
+            # the Python stages read what dbt built on Spark through views over its Parquet
+            from pipelines.spark import mirror_warehouse
+
+            with connect(settings.warehouse_path) as wh:
+                mirror_warehouse(wh, settings.spark_dir / "warehouse")
         # dbt is done with the file: each table's row count and every model's columns
         with connect(settings.warehouse_path, read_only=True) as wh:
             described = table_metadata(wh)
