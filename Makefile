@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 export PLUMBLINE_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: install demo run test ui lint clean chromium linkage-report bench bench-datalab bench-public-town bench-ingest
+.PHONY: install demo run test ui lint clean chromium java linkage-report bench bench-datalab bench-public-town bench-ingest
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,14 @@ chromium:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; }
 
-test: $(STAMP) chromium
+## Debian's headless Java 17 for the Spark engine (pyspark 4 needs Java 17+; no JDK download)
+java:
+	@command -v java >/dev/null 2>&1 || { \
+	  echo "installing Debian's headless Java for the Spark engine"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q openjdk-17-jre-headless; }
+
+test: $(STAMP) chromium java
 	PLUMBLINE_SCREENSHOTS=$(CURDIR)/screenshots $(BIN)/python -m pytest
 
 ## the Dagster UI over the same stores (http://127.0.0.1:3000)

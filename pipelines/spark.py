@@ -104,3 +104,40 @@ def mirror_warehouse(wh: duckdb.DuckDBPyConnection, warehouse_dir: Path) -> int:
         wh.execute(f'create or replace view "{schema}"."{table}" as '
                    f"select * from read_parquet('{glob}')")
     return len(tables)
+
+
+def engine_parity(one: Path, other: Path) -> dict[str, float | int]:
+    """How alike two data dirs' results are (one run per engine on the same landing folder):
+    the share of crosswalk pairs (two records, one person) found by both, and the share of
+    open alerts found by both. person_ids and alert ids are random or salted per data dir, so
+    a person is compared by the records it holds and an alert by its rule, that person, its
+    due date and the organisation it goes to. Counts only; nothing identifiable is returned."""
+    con = duckdb.connect(":memory:")
+    for name, folder in (("a", one), ("b", other)):
+        con.execute(f"attach '{(folder / 'vault.duckdb').as_posix()}' as v{name} (read_only)")
+        con.execute(f"attach '{(folder / 'warehouse.duckdb').as_posix()}' as w{name} "
+                    "(read_only)")
+        con.execute(f"""create temp table records_{name} as
+            select person_id, source || ':' || record_key as record
+            from v{name}.linkage.person_crosswalk""")
+        con.execute(f"""create temp table pairs_{name} as
+            select x.record as one, y.record as other from records_{name} as x
+            join records_{name} as y on x.person_id = y.person_id and x.record < y.record""")
+        con.execute(f"""create temp table alerts_{name} as
+            select a.rule_code, p.who, a.due_date, a.assigned_organisation
+            from w{name}.marts.lead_alerts as a
+            join (select person_id, string_agg(record, ',' order by record) as who
+                  from records_{name} group by person_id) as p using (person_id)
+            where a.status = 'OPEN'""")
+    out: dict[str, float | int] = {}
+    for what in ("pairs", "alerts"):
+        a, b, both, either = con.execute(f"""
+            select (select count(*) from {what}_a), (select count(*) from {what}_b),
+                   (select count(*) from (select * from {what}_a intersect
+                                          select * from {what}_b)),
+                   (select count(*) from (select * from {what}_a union
+                                          select * from {what}_b))""").fetchall()[0]
+        out.update({f"{what}_one": a, f"{what}_other": b, f"{what}_both": both,
+                    f"{what}_identical_share": round(both / either, 4) if either else 1.0})
+    con.close()
+    return out
