@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 export PLUMBLINE_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: install demo run test ui lint clean chromium java linkage-report bench bench-datalab bench-public-town bench-ingest
+.PHONY: install demo run test ui lint clean chromium java linkage-report bench bench-spark bench-datalab bench-public-town bench-ingest
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,12 @@ linkage-report: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run --sizes 100000 1000000 --weeks 4 --results benchmarks/RESULTS.md \
 	  --json benchmarks/results.json
+
+## local Spark beside DuckDB at 100k and 1M people, per stage, and a 20M-state projection
+## (not part of the tests); writes benchmarks/SPARK.md
+bench-spark: $(STAMP) java
+	$(BIN)/python -m benchmarks.spark --sizes 100000 1000000 --results benchmarks/SPARK.md \
+	  --json benchmarks/spark.json
 
 ## does the data lab recover planted program effects? 40 towns and 10 cities (not part of the tests)
 bench-datalab: $(STAMP)

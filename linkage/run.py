@@ -16,6 +16,7 @@ import hashlib
 import inspect
 import json
 import secrets
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -251,7 +252,8 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
     con.execute("create table if not exists linkage.run_stats (run_at timestamp, records integer,"
                 " persons integer, linked_share double, largest_cluster integer)")
     for col, kind in (("incremental", "boolean"), ("records_relinked", "integer"),
-                      ("retrain_reason", "varchar"), ("unseen_name_share", "double")):
+                      ("retrain_reason", "varchar"), ("unseen_name_share", "double"),
+                      ("scoring_seconds", "double")):
         con.execute(f"alter table linkage.run_stats add column if not exists {col} {kind}")
     _hashed_input(con, records_sql)
     state = _state(con)
@@ -314,6 +316,7 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
                             mem.sql(f"select * from {existing}").to_arrow_table()
                             if existing else None, floor)
 
+    scoring_started = time.perf_counter()
     if full:
         new_pairs = scored_pairs(None)
         scope = set(records["unique_id"])
@@ -325,6 +328,7 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
         mem.execute("create or replace table kept_records as select * from kept_arrow")
         mem.unregister("kept_arrow")
         new_pairs = scored_pairs("kept_records" if n_kept else None)
+    scoring_seconds = time.perf_counter() - scoring_started  # the part a Spark cluster takes
 
     cannot_new = record_feedback_cannot_links(con)
     cannot = stored_cannot_links(con)
@@ -451,9 +455,10 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
     now = datetime.now(UTC).replace(tzinfo=None)
     con.execute("insert into linkage.run_stats by name select ? as run_at, ? as records, "
                 "? as persons, ? as linked_share, ? as largest_cluster, ? as incremental, "
-                "? as records_relinked, ? as retrain_reason, ? as unseen_name_share",
+                "? as records_relinked, ? as retrain_reason, ? as unseen_name_share, "
+                "? as scoring_seconds",
                 [now, n_records, n_persons, linked_share, largest, not full, len(scope),
-                 "; ".join(reasons) or None, unseen])
+                 "; ".join(reasons) or None, unseen, round(scoring_seconds, 2)])
     old_ids, new_ids = set(prior_in.values()), set(now_of.values())
     return {"records": n_records, "persons": n_persons,
             "new_person_ids": len(new_ids - old_ids), "retired_person_ids": len(old_ids - new_ids),

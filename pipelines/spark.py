@@ -62,6 +62,13 @@ def write_spark_sources(tables: dict[str, pd.DataFrame], folder: Path) -> None:
     with duckdb.connect(":memory:") as con:
         write_sources(con, tables)
         for name in tables:
+            # a text column no row filled (an optional field a feed never sends) has DuckDB's
+            # NULL type, which Parquet stores as a number: Spark reads it as text instead
+            for column, kind in con.execute(
+                    "select column_name, data_type from information_schema.columns "
+                    "where table_schema = 'src' and table_name = ?", [name]).fetchall():
+                if kind == '"NULL"':
+                    con.execute(f'alter table src.{name} alter "{column}" type varchar')
             fresh = folder / f".{name}.new"
             shutil.rmtree(fresh, ignore_errors=True)
             fresh.mkdir()
