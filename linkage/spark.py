@@ -65,7 +65,7 @@ class SparkScorer:
                                num_partitions_on_repartition=partitions)
 
     def _frame(self, table: pa.Table):
-        return self.spark.createDataFrame(table.to_pandas() if table.num_rows == 0 else table)
+        return self.spark.createDataFrame(table)
 
     def score(self, model_path: Path, tf: dict[str, pd.DataFrame], new: pa.Table,
               existing: pa.Table | None, threshold: float) -> pa.Table:
@@ -76,14 +76,17 @@ class SparkScorer:
 
         model = spark_model(json.loads(model_path.read_text()))
         model["retain_intermediate_calculation_columns"] = True
+        names = [c["output_column_name"] for c in model["comparisons"]]
+        keep = ["unique_id_l", "unique_id_r", "match_weight", "match_probability",
+                *(f"mw_{n}" for n in names)]
+        if new.num_rows == 0:  # a week with no new or changed record: nothing to score
+            return pa.table({c: pa.array([], pa.string() if c.startswith("unique_id")
+                                         else pa.float64()) for c in keep})
         new_sdf = self.db_api.register(self._frame(new))
         linker = Linker(new_sdf, model, log_level=None)
         for column, frame in tf.items():
             linker.table_management.register_term_frequency_lookup(
                 self.db_api.register(self.spark.createDataFrame(frame)), column)
-        names = [c["output_column_name"] for c in model["comparisons"]]
-        keep = ["unique_id_l", "unique_id_r", "match_weight", "match_probability",
-                *(f"mw_{n}" for n in names)]
         found = [linker.inference.predict_within(new_sdf, threshold_match_probability=threshold,
                                                  warning_mode="never")]
         if existing is not None and existing.num_rows:

@@ -3,7 +3,7 @@
     table: dropping it never touches the files). DuckDB reads its src schema as it is. -#}
 {% macro register_spark_sources() -%}
     {%- if target.type == 'spark' and execute -%}
-        {%- set root = env_var('PLUMBLINE_DATA_DIR') ~ '/spark/src' -%}
+        {%- set root = (env_var('PLUMBLINE_DATA_DIR') ~ '/spark/src') | replace("\\", "\\\\") | replace("'", "\\'") -%}
         {%- do run_query('create database if not exists src') -%}
         {%- for node in graph.sources.values() if node.source_name == 'src' -%}
             {%- do run_query('drop table if exists src.' ~ node.name) -%}

@@ -105,6 +105,14 @@ class PlumblineDbtTranslator(DagsterDbtTranslator):
                 return group
         return "intermediate"
 
+    def get_asset_spec(self, manifest, unique_id, project):
+        """The engine the warehouse is built on, as its kind (the manifest is parsed once,
+        for DuckDB; on Spark, dbt builds the same models through dbt-spark)."""
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        if ENGINE == "spark":
+            spec = spec.replace_attributes(kinds={"dbt", "spark", *(spec.kinds & {"view"})})
+        return spec
+
     def get_asset_check_spec(self, asset_spec, manifest, unique_id, project):
         """dbt's generic tests carry no description; each check says in words what it holds."""
         spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
