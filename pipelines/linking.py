@@ -26,7 +26,7 @@ def _relink_on_spark(con: duckdb.DuckDBPyConnection, settings: Settings, retrain
     """The same linkage with its pairs scored on Spark; what Splink wrote there for lineage is
     removed when the stage ends, whatever happened."""
     from linkage.spark import SparkScorer
-    from pipelines.spark import session
+    from pipelines.spark import session, stop
 
     spark = session(settings, "plumbline-linkage")
     scorer = SparkScorer(spark, settings.linkage_dir / "spark_checkpoints")
@@ -34,7 +34,7 @@ def _relink_on_spark(con: duckdb.DuckDBPyConnection, settings: Settings, retrain
         return _relink(con, settings, retrain, feeds, full, scorer)
     finally:
         scorer.close()
-        spark.stop()
+        stop(spark)
 
 
 def _relink(con: duckdb.DuckDBPyConnection, settings: Settings, retrain: bool,

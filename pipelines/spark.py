@@ -54,6 +54,33 @@ def session(settings: Settings, app: str):
             .getOrCreate())
 
 
+def stop(spark) -> None:
+    """End the session and, in local mode, its JVM: the run goes on (dbt starts a JVM of its
+    own), and a stopped session's JVM would otherwise hold its heap until the run ends."""
+    from pyspark import SparkContext
+
+    gateway = getattr(spark.sparkContext, "_gateway", None) if not spark_is_remote(spark) \
+        else None
+    spark.stop()
+    if gateway is None:
+        return
+    gateway.shutdown()
+    proc = getattr(gateway, "proc", None)
+    if proc is not None:
+        if proc.stdin:
+            proc.stdin.close()  # the JVM exits when its parent closes its stdin
+        try:
+            proc.wait(timeout=60)
+        except Exception:
+            proc.kill()
+    SparkContext._gateway = None
+    SparkContext._jvm = None
+
+
+def spark_is_remote(spark) -> bool:
+    return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
 def write_spark_sources(tables: dict[str, pd.DataFrame], folder: Path) -> None:
     """Each src table as Parquet in folder/<table>/, typed exactly as the DuckDB warehouse
     types it (the same frames through the same `write_sources`). A table is replaced whole: its
