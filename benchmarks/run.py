@@ -83,20 +83,22 @@ def deliver(city: Path, landing: Path, extract: str) -> int:
     return n
 
 
-def operator_run(landing: Path, data: Path, as_of: str) -> dict:
+def operator_run(landing: Path, data: Path, as_of: str, engine: str = "duckdb",
+                 log_name: str = "") -> dict:
     """`plumbline run` in a process of its own; its wall time and the tree's peak RSS."""
     env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
     env.update(PLUMBLINE_LANDING=str(landing), PLUMBLINE_DATA_DIR=str(data),
-               PLUMBLINE_AS_OF=as_of, PLUMBLINE_PSEUDONYM_KEY="benchmark")
+               PLUMBLINE_AS_OF=as_of, PLUMBLINE_PSEUDONYM_KEY="benchmark",
+               PLUMBLINE_ENGINE=engine)
     exe = Path(sys.executable).with_name("plumbline")
     t = time.perf_counter()
-    with open(data.parent / f"run_{as_of}.log", "w") as log:
+    with open(data.parent / (log_name or f"run_{as_of}.log"), "w") as log:
         proc = subprocess.Popen([str(exe), "run"], env=env, stdout=log, stderr=subprocess.STDOUT)
         with PeakRSS(proc.pid) as mem:
             code = proc.wait()
     seconds = time.perf_counter() - t
     if code != 0:
-        raise SystemExit(f"plumbline run as of {as_of} failed: see {log.name}")
+        raise SystemExit(f"plumbline run on {engine} as of {as_of} failed: see {log.name}")
     return {"as_of": as_of, "seconds": round(seconds, 1), "peak_rss_mb": round(mem.peak_mb),
             "stages": last_run_stages(data)}
 

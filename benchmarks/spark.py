@@ -25,15 +25,12 @@ import math
 import os
 import platform
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import date
 from pathlib import Path
 
-from benchmarks.rss import PeakRSS
-from benchmarks.run import AS_OF, SEED, dbt_facts, last_run_stages
+from benchmarks.run import AS_OF, SEED, dbt_facts, operator_run
 
 ENGINES = ("duckdb", "spark")
 STATE = 20_000_000
@@ -43,27 +40,15 @@ CLUSTER = {"executors": 16, "cores_per_executor": 4, "efficiency": 0.5, "local_c
 
 
 def engine_run(landing: Path, data: Path, engine: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
-    env.update(PLUMBLINE_LANDING=str(landing), PLUMBLINE_DATA_DIR=str(data),
-               PLUMBLINE_AS_OF=AS_OF.isoformat(), PLUMBLINE_PSEUDONYM_KEY="benchmark",
-               PLUMBLINE_ENGINE=engine)
-    exe = Path(sys.executable).with_name("plumbline")
-    t = time.perf_counter()
-    with open(data.parent / f"run_{engine}.log", "w") as log:
-        proc = subprocess.Popen([str(exe), "run"], env=env, stdout=log, stderr=subprocess.STDOUT)
-        with PeakRSS(proc.pid) as mem:
-            code = proc.wait()
-    seconds = time.perf_counter() - t
-    if code != 0:
-        raise SystemExit(f"plumbline run on {engine} failed: see {log.name}")
+    run = operator_run(landing, data, AS_OF.isoformat(), engine, f"run_{engine}.log")
     import duckdb
 
     with duckdb.connect(str(data / "vault.duckdb"), read_only=True) as vault:
         records, scoring = vault.execute(
             "select records, scoring_seconds from linkage.run_stats "
             "order by run_at desc limit 1").fetchall()[0]
-    return {"engine": engine, "seconds": round(seconds, 1), "peak_rss_mb": round(mem.peak_mb),
-            "stages": last_run_stages(data), "scoring_seconds": round(scoring or 0.0, 1),
+    return {"engine": engine, "seconds": run["seconds"], "peak_rss_mb": run["peak_rss_mb"],
+            "stages": run["stages"], "scoring_seconds": round(scoring or 0.0, 1),
             "records": records, "dbt": dbt_facts(data)}
 
 
@@ -147,14 +132,14 @@ def render(results: list[dict], machine: str, when: str) -> str:
         lines += [f"| {k} | {rd[k]:.1f} | {rs[k]:.1f} |" for k in rd]
         lines += [f"| **whole run (wall)** | **{d['seconds']:.1f}** | **{s['seconds']:.1f}** |",
                   f"| peak RSS (MB) | {d['peak_rss_mb']:,} | {s['peak_rss_mb']:,} |",
-                  f"| dbt's own elapsed (s) | {d['dbt'].get('elapsed', 0)} | "
-                  f"{s['dbt'].get('elapsed', 0)} |", ""]
+                  (f"| dbt's own elapsed (s) | {d['dbt'].get('elapsed', 0)} | "
+                  f"{s['dbt'].get('elapsed', 0)} |"), ""]
         p = size["parity"]
-        lines += [f"Same results: {p['pairs_both']:,} of {p['pairs_one']:,} DuckDB crosswalk "
+        lines += [(f"Same results: {p['pairs_both']:,} of {p['pairs_one']:,} DuckDB crosswalk "
                   f"pairs ({p['pairs_other']:,} on Spark): **{p['pairs_identical_share']:.2%}** "
                   f"identical; {p['alerts_both']:,} of {p['alerts_one']:,} open alerts "
                   f"({p['alerts_other']:,} on Spark): **{p['alerts_identical_share']:.2%}** "
-                  "identical.", ""]
+                  "identical."), ""]
     if len(results) >= 2:
         c = CLUSTER
         cores = c["executors"] * c["cores_per_executor"]
@@ -162,7 +147,7 @@ def render(results: list[dict], machine: str, when: str) -> str:
         small, large = results[-2]["people"], results[-1]["people"]
         lines += [
             f"## Projection: a state of {STATE:,} people", "",
-            f"Assumptions (stated, not measured): each stage keeps the growth it showed from "
+            (f"Assumptions (stated, not measured): each stage keeps the growth it showed from "
             f"{small:,} to {large:,} people on local Spark (never slower than linear); the "
             f"stages on Spark (scoring, dbt) run on a cluster of {c['executors']} executors x "
             f"{c['cores_per_executor']} cores ({cores} cores) at {c['efficiency']:.0%} of "
@@ -172,16 +157,16 @@ def render(results: list[dict], machine: str, when: str) -> str:
             "blocks grow with the city cannot be bought back with executors), and that "
             "shuffle partitions should match the work (about 200 for hundreds of millions of "
             "comparisons, 1 for a tiny job); Splink describes itself as linking 100+ million "
-            "records on Spark. The figures are an order of magnitude, not a promise.", "",
-            f"| stage | {small:,} (s) | {large:,} (s) | growth exponent | 20M, local (s) | "
-            f"20M, {cores}-core cluster (s) |", "|---|---:|---:|---:|---:|---:|"]
+            "records on Spark. The figures are an order of magnitude, not a promise."), "",
+            (f"| stage | {small:,} (s) | {large:,} (s) | growth exponent | 20M, local (s) | "
+            f"20M, {cores}-core cluster (s) |"), "|---|---:|---:|---:|---:|---:|"]
         lines += [f"| {r['stage']}{' (Spark)' if r['on_spark'] else ''} | {r['at_small']:.1f} "
                   f"| {r['at_large']:.1f} | {r['exponent']} | {r['local_20m_s']:,} | "
                   f"{r['cluster_20m_s']:,} |" for r in rows]
         total_local = sum(r["local_20m_s"] for r in rows)
         total_cluster = sum(r["cluster_20m_s"] for r in rows)
-        lines += [f"| **whole full run** | | | | **{total_local:,}** ({total_local / 3600:.1f} h) "
-                  f"| **{total_cluster:,}** ({total_cluster / 3600:.1f} h) |", ""]
+        lines += [(f"| **whole full run** | | | | **{total_local:,}** ({total_local / 3600:.1f} h) "
+                  f"| **{total_cluster:,}** ({total_cluster / 3600:.1f} h) |"), ""]
     return "\n".join(lines) + "\n"
 
 

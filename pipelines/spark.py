@@ -15,6 +15,7 @@ docs/running-on-spark.md says how to point this at a cluster.
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 import duckdb
@@ -45,6 +46,7 @@ def session(settings: Settings, app: str):
                    .config("spark.jars", similarity_jar_location())
                    .config("spark.local.dir", str(tmp))
                    .config("spark.ui.enabled", "false")
+                   .config("spark.ui.showConsoleProgress", "false")
                    .config("spark.driver.extraJavaOptions",
                            f"-Dlog4j.configurationFile={CONF_DIR / 'log4j2.properties'}"))
     return (builder
@@ -71,7 +73,7 @@ def stop(spark) -> None:
             proc.stdin.close()  # the JVM exits when its parent closes its stdin
         try:
             proc.wait(timeout=60)
-        except Exception:
+        except subprocess.TimeoutExpired:
             proc.kill()
     SparkContext._gateway = None
     SparkContext._jvm = None

@@ -27,9 +27,9 @@ DUCKDB_ONLY = {
 def portable_text(sql: str) -> str:
     """The SQL a model runs on every engine: without comments and without the dispatched
     per-engine implementations."""
-    sql = re.sub(r"\{#.*?#\}", "", sql, flags=re.S)
+    sql = re.sub(r"\{#.*?#\}", "", sql, flags=re.DOTALL)
     sql = re.sub(r"\{%-?\s*macro\s+(default|spark|duckdb)__.*?\{%-?\s*endmacro\s*-?%\}", "",
-                 sql, flags=re.S)
+                 sql, flags=re.DOTALL)
     return "\n".join(line.split("--")[0] for line in sql.splitlines())
 
 
@@ -40,7 +40,7 @@ def test_no_duckdb_only_sql_in_the_dbt_project() -> None:
     for path in files:
         text = portable_text(path.read_text())
         for what, pattern in DUCKDB_ONLY.items():
-            for m in re.finditer(pattern, text, flags=re.I):
+            for m in re.finditer(pattern, text, flags=re.IGNORECASE):
                 line = text[:m.start()].count("\n") + 1
                 found.append(f"{path.relative_to(DBT_DIR)}:{line}: {what}")
     assert not found, "DuckDB-only SQL (use macros/portable.sql):\n" + "\n".join(found)
@@ -51,5 +51,5 @@ def test_the_check_finds_what_it_looks_for() -> None:
               "{# arg_max(a, b) in a comment #} select arg_max(a, b), x::int from t\n"
               "{% macro default__f() %}strftime(d, '%Y'){% endmacro %}")
     text = portable_text(sample)
-    hits = {what for what, p in DUCKDB_ONLY.items() if re.search(p, text, flags=re.I)}
+    hits = {what for what, p in DUCKDB_ONLY.items() if re.search(p, text, flags=re.IGNORECASE)}
     assert hits == {"qualify", "arg_max / arg_min", ":: casts"}
