@@ -14,6 +14,7 @@ docs/running-on-spark.md says how to point this at a cluster.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -35,6 +36,11 @@ def session(settings: Settings, app: str):
     from splink.backends.spark import similarity_jar_location
 
     builder = SparkSession.builder.appName(app)
+    if not settings.spark_remote and not (os.environ.get("JAVA_HOME") or shutil.which("java")):
+        raise RuntimeError(
+            "PLUMBLINE_ENGINE=spark starts Spark here, which needs Java 17 or newer: `make java` "
+            "installs Debian's openjdk-17-jre-headless (or set PLUMBLINE_SPARK_REMOTE to a "
+            "Spark Connect server)")
     if settings.spark_remote:
         # a Connect server loads Splink's jar itself (docs/running-on-spark.md)
         builder = builder.remote(settings.spark_remote)
