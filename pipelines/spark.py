@@ -22,10 +22,8 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from pipelines.stores import REPO_ROOT, Settings
+from pipelines.stores import SPARK_CONF_DIR, Settings
 from pipelines.warehouse import write_sources
-
-CONF_DIR = REPO_ROOT / "pipelines" / "spark_conf"  # Spark's log4j settings (errors only)
 
 
 def session(settings: Settings, app: str):
@@ -54,7 +52,7 @@ def session(settings: Settings, app: str):
                    .config("spark.ui.enabled", "false")
                    .config("spark.ui.showConsoleProgress", "false")
                    .config("spark.driver.extraJavaOptions",
-                           f"-Dlog4j.configurationFile={CONF_DIR / 'log4j2.properties'}"))
+                           f"-Dlog4j.configurationFile={SPARK_CONF_DIR / 'log4j2.properties'}"))
     return (builder
             .config("spark.sql.shuffle.partitions", "4" if settings.spark_master.startswith(
                 "local") and not settings.spark_remote else "200")

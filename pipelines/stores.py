@@ -31,6 +31,7 @@ AGENCIES = ("health", "housing", "schools", "providers")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SEEDS_DIR = REPO_ROOT / "seeds"  # the rule tables: dbt seeds, also read by Python stages
 DEFAULT_DATA_DIR = REPO_ROOT / "data"
+SPARK_CONF_DIR = REPO_ROOT / "pipelines" / "spark_conf"  # Spark's log4j settings (errors only)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import os
 import dagster as dg
 
 from pipelines.runs import PID, process_tags
-from pipelines.stores import REPO_ROOT, Settings, load_settings
+from pipelines.stores import SPARK_CONF_DIR, Settings, load_settings
 
 
 class PlumblineSettings(dg.ConfigurableResource):
@@ -43,5 +43,5 @@ class PlumblineSettings(dg.ConfigurableResource):
         # dbt picks its profile target from the engine (profiles.yml); on Spark, its session
         # logs through the project's log4j settings
         os.environ["PLUMBLINE_ENGINE"] = s.engine
-        os.environ["PLUMBLINE_SPARK_CONF"] = str(REPO_ROOT / "pipelines" / "spark_conf")
+        os.environ["PLUMBLINE_SPARK_CONF"] = str(SPARK_CONF_DIR)
         return s
