@@ -325,6 +325,13 @@ def model_fingerprint(model_path: Path) -> str:
     return hashlib.sha256(model_path.read_bytes()).hexdigest()[:16]
 
 
+def pair_columns(model: dict) -> list[str]:
+    """What a scored pair keeps, on either engine: its ids, its match weight and probability,
+    and each comparison's weight (the evidence of why two records are one person)."""
+    return ["unique_id_l", "unique_id_r", "match_weight", "match_probability",
+            *(f"mw_{c['output_column_name']}" for c in model["comparisons"])]
+
+
 def score_pairs(con: duckdb.DuckDBPyConnection, db_api: DuckDBAPI, model_path: Path,
                 tf: dict[str, pd.DataFrame], new: str, existing: str | None,
                 threshold: float) -> str:
@@ -340,9 +347,7 @@ def score_pairs(con: duckdb.DuckDBPyConnection, db_api: DuckDBAPI, model_path: P
     for column, frame in tf.items():
         linker.table_management.register_term_frequency_lookup(
             db_api.register(frame), column)
-    names = [c["output_column_name"] for c in model["comparisons"]]
-    keep = ("unique_id_l, unique_id_r, match_weight, match_probability, "
-            + ", ".join(f"mw_{n}" for n in names))
+    keep = ", ".join(pair_columns(model))
     found = [linker.inference.predict_within(new_sdf, threshold_match_probability=threshold,
                                              warning_mode="never")]
     if existing is not None:

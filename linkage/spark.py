@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
-from linkage.model import spark_model
+from linkage.model import pair_columns, spark_model
 
 
 def _double_literal(node):
@@ -76,9 +76,7 @@ class SparkScorer:
 
         model = spark_model(json.loads(model_path.read_text()))
         model["retain_intermediate_calculation_columns"] = True
-        names = [c["output_column_name"] for c in model["comparisons"]]
-        keep = ["unique_id_l", "unique_id_r", "match_weight", "match_probability",
-                *(f"mw_{n}" for n in names)]
+        keep = pair_columns(model)
         if new.num_rows == 0:  # a week with no new or changed record: nothing to score
             return pa.table({c: pa.array([], pa.string() if c.startswith("unique_id")
                                          else pa.float64()) for c in keep})
