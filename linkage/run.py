@@ -351,7 +351,7 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
                         "(select uid from touched_ids) or unique_id_r in "
                         "(select uid from touched_ids)")
             con.execute("insert into linkage.link_pairs by name select * from new_pairs")
-            scope = _affected(con, prior, touched, new_pairs, threshold, cannot | must)
+            scope = _affected(con, touched, new_pairs, threshold, cannot | must)
         scope_ids = sorted(scope)
         _ids(con, "scope_ids", scope_ids)
         pairs_in_scope = con.sql(
@@ -495,8 +495,8 @@ def _replace_rows(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFram
     con.unregister("frame")
 
 
-def _affected(con: duckdb.DuckDBPyConnection, prior: dict[str, str], touched: set[str],
-              new_pairs, threshold: float, decided: set[frozenset[str]]) -> set[str]:
+def _affected(con: duckdb.DuckDBPyConnection, touched: set[str], new_pairs, threshold: float,
+              decided: set[frozenset[str]]) -> set[str]:
     """The records whose person can change: the new, changed and gone records, the records
     they now link to, and every record of the persons all those belong to, closed over the
     links at the threshold (a person once split by a cannot-link is still linked to the
@@ -509,17 +509,18 @@ def _affected(con: duckdb.DuckDBPyConnection, prior: dict[str, str], touched: se
             seeds |= {a, b}
     for pair in decided:
         seeds |= pair
-    members: dict[str, list[str]] = {}
-    for u, p in prior.items():
-        members.setdefault(p, []).append(u)
     scope: set[str] = set()
     frontier = seeds
     while frontier:
-        grown = set(frontier)
-        for u in frontier:
-            if u in prior:
-                grown.update(members[prior[u]])
-        grown -= scope
+        # the frontier's records, every record of the persons they belonged to (the last
+        # run's crosswalk, still in place), and the records any of those now link to
+        _ids(con, "frontier_ids", frontier, "uid")
+        grown = {u for (u,) in con.execute(
+            "select uid from frontier_ids union select x.source || ':' || x.record_key "
+            "from linkage.person_crosswalk as x where x.person_id in (select person_id from "
+            "linkage.person_crosswalk where source || ':' || record_key in "
+            "(select uid from frontier_ids))").fetchall()} - scope
+        con.unregister("frontier_ids")
         scope |= grown
         _ids(con, "grown_ids", grown, "uid")
         linked = con.execute(
@@ -529,8 +530,12 @@ def _affected(con: duckdb.DuckDBPyConnection, prior: dict[str, str], touched: se
             "(select uid from grown_ids)", [threshold, threshold]).fetchall()
         con.unregister("grown_ids")
         frontier = {u for (u,) in linked} - scope
-    live = set(con.execute("select unique_id from link_input").df()["unique_id"])
-    return scope & live
+    _ids(con, "scope_ids", scope, "uid")
+    live = {u for (u,) in con.execute(
+        "select unique_id from link_input where unique_id in (select uid from scope_ids)"
+    ).fetchall()}
+    con.unregister("scope_ids")
+    return live
 
 
 PERSONS_SQL = """

@@ -52,7 +52,7 @@ from pipelines.freshness import stale_by_agency
 from pipelines.pages import render
 from pipelines.stores import SEEDS_DIR as SEEDS
 from pipelines.stores import Settings, connect, has_table, warehouse_lock
-from pipelines.warehouse import pseudonym
+from pipelines.warehouse import pseudonyms_in
 
 KINDS = ("health", "housing", "schools")  # any other organisation is a provider
 
@@ -366,16 +366,16 @@ def write_alert_lists(settings: Settings, feeds: tuple[Feed, ...] = FEEDS
 
 def record_map(vault: duckdb.DuckDBPyConnection, key: bytes) -> None:
     """The pseudonym -> record map the lists need (tests, students), recomputed from the vault
-    with the key at the moment a list is written, into a temporary table: it is never stored."""
+    with the key at the moment a list is written, into a temporary table: it is never stored.
+    The same HMAC the warehouse's sources computed (pipelines.warehouse.pseudonyms_in)."""
     kinds = (("test", "test_id", "health__blood_lead"),
              ("student", "studentid", "schools__enrollment"))
-    rows = [(kind, pseudonym(key, kind, value), value)
-            for kind, column, table in kinds
-            for (value,) in vault.execute(f"select distinct {column} from raw.{table}").fetchall()]
-    vault.register("record_map_rows", pd.DataFrame(
-        rows, columns=["kind", "pseudonym", "record_key"], dtype="object"))
-    vault.execute("create or replace temp table record_map as select * from record_map_rows")
-    vault.unregister("record_map_rows")
+    with pseudonyms_in(vault, pseudonym=key):
+        vault.execute("create or replace temp table record_map as " + " union all ".join(
+            f"select '{kind}' as kind, pseudonym('{kind}', {column}) as pseudonym, "
+            f"{column} as record_key from (select distinct {column} from raw.{table} "
+            f"where {column} is not null)"
+            for kind, column, table in kinds))
     vault.execute("drop table if exists linkage.record_pseudonyms")  # stored by old releases
 
 

@@ -12,13 +12,18 @@ feeds' semantics (latest report wins) as of any date.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
+from collections.abc import Iterator
+from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
-from linkage.standardise import address_key, std_address, std_zip
+from linkage import standardise
+from linkage.standardise import address_key, std_address
 from pipelines.feeds import FEEDS, RESIDENTS, SERVICES, Feed, person_feeds, vault_columns
 from pipelines.keys import anchor_salt, check_key
 
@@ -39,12 +44,45 @@ SRC_TABLES = tuple(src_tables())
 
 
 def pseudonym(key: bytes, kind: str, value: str) -> str:
+    """A value's keyed pseudonym: HMAC-SHA256 of `kind` and the value, first 20 hex digits.
+    The reference for the SQL the src tables and the outbox compute it with (`pseudonyms_in`);
+    the tests hold the two equal."""
     return hmac.new(key, f"{kind}\x1f{value}".encode(), hashlib.sha256).hexdigest()[:20]
 
 
-def _pseudo(key: bytes, kind: str, values: pd.Series) -> pd.Series:
-    uniq = {v: pseudonym(key, kind, v) for v in values.dropna().unique()}
-    return values.map(uniq)
+def _pads(key: bytes) -> tuple[bytes, bytes]:
+    """HMAC's inner and outer padded keys (RFC 2104, SHA-256's 64-byte block)."""
+    if len(key) > 64:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(64, b"\0")
+    return bytes(b ^ 0x36 for b in key), bytes(b ^ 0x5C for b in key)
+
+
+@contextlib.contextmanager
+def pseudonyms_in(con: duckdb.DuckDBPyConnection, **keys: bytes) -> Iterator[None]:
+    """SQL macros `<name>(kind, value)` on this connection, one per key, equal to
+    `pseudonym(key, kind, value)` (NULL for NULL), computed by DuckDB over whole columns.
+
+    The padded keys sit in a temporary table read by the macros, never in SQL text, so no
+    error message or query log can carry them; the table and macros are dropped on the way out.
+    """
+    made: list[str] = []
+    try:
+        for name, key in keys.items():
+            inner, outer = _pads(key)
+            con.execute(f"create or replace temp table _pads_{name} (inner_pad blob, outer_pad blob)")
+            made.append(name)
+            con.execute(f"insert into _pads_{name} values (?, ?)", [inner, outer])
+            con.execute(
+                f"create or replace temp macro {name}(kind, v) as left(sha256("
+                f"(select outer_pad from _pads_{name}) || unhex(sha256("
+                f"(select inner_pad from _pads_{name}) || encode(kind || chr(31) || "
+                "cast(v as varchar))))), 20)")
+        yield
+    finally:
+        for name in made:
+            con.execute(f"drop macro if exists temp.{name}")
+            con.execute(f"drop table if exists temp._pads_{name}")
 
 
 HEALTH_SQL = """
@@ -105,26 +143,82 @@ from raw.providers__contracts
 """
 
 
-def _dwelling(frame: pd.DataFrame, key: bytes, line: str, unit: str | None, zip_col: str
-              ) -> pd.DataFrame:
-    """Replace a street line (and unit) with keyed dwelling and building pseudonyms."""
-    units = frame[unit] if unit else pd.Series([None] * len(frame), index=frame.index)
-    lines = list(zip(frame[line], units, strict=True))
-    # each distinct street line standardised once (a roster repeats its lines every snapshot)
-    known = {a: (address_key(*a), std_address(*a)[0]) for a in set(lines)}
-    dwelling = [known[a][0] for a in lines]
-    building = [known[a][1] for a in lines]
-    frame = frame.drop(columns=[c for c in (line, unit) if c])
-    frame["address_key"] = _pseudo(key, "dwelling", pd.Series(dwelling, index=frame.index))
-    frame["building_key"] = _pseudo(key, "building", pd.Series(building, index=frame.index))
-    frame["zip5"] = _zip5(frame.pop(zip_col))
-    return frame
+# Street lines are standardised in Python (linkage.standardise), once per distinct line and
+# unit: the vault keeps each line's dwelling and building keys (identifiable, so vault-only) in
+# prep.street_lines, tagged with the standardiser's version, and each run standardises only the
+# lines it has not seen. Lines no source holds any more are dropped from it.
+STANDARDISER = hashlib.sha256(Path(standardise.__file__).read_bytes()).hexdigest()[:16]
+
+STREET_LINES_DDL = """
+create schema if not exists prep;
+create table if not exists prep.street_lines (
+    line varchar, unit varchar, dwelling varchar, building varchar, standardiser varchar);
+"""
+
+# every (street line, unit) a src table turns into dwelling and building keys
+STREET_LINES_SQL = """
+select pat_address as line, cast(null as varchar) as unit from raw.health__blood_lead
+union select address, unit from raw.housing__inspections
+union select address, unit from raw.housing__residents
+"""
 
 
-def _zip5(zips: pd.Series) -> list:
-    """Each row's standard ZIP, each distinct value standardised once."""
-    known: dict = {}
-    return [known[z] if z in known else known.setdefault(z, std_zip(z)) for z in zips]
+def refresh_street_lines(vault: duckdb.DuckDBPyConnection) -> int:
+    """Standardise the street lines not yet in prep.street_lines; drop the ones no source
+    holds any more, and all of them when the standardiser changed. Returns how many were new."""
+    vault.execute(STREET_LINES_DDL)
+    vault.execute("delete from prep.street_lines where standardiser <> ?", [STANDARDISER])
+    new = vault.execute(f"select line, unit from ({STREET_LINES_SQL}) "
+                        "except select line, unit from prep.street_lines").fetchall()
+    if new:
+        rows = pa.table({
+            "line": [line for line, _ in new], "unit": [unit for _, unit in new],
+            "dwelling": [address_key(line, unit) for line, unit in new],
+            "building": [std_address(line, unit)[0] for line, unit in new]},
+            schema=pa.schema([(c, pa.string()) for c in ("line", "unit", "dwelling", "building")]))
+        vault.register("new_lines", rows)
+        vault.execute("insert into prep.street_lines select *, ? from new_lines", [STANDARDISER])
+        vault.unregister("new_lines")
+    vault.execute(f"""
+        delete from prep.street_lines as s where not exists (
+            select 1 from ({STREET_LINES_SQL}) as l
+            where l.line is not distinct from s.line and l.unit is not distinct from s.unit)""")
+    return len(new)
+
+
+def _zip5_sql(column: str) -> str:
+    """linkage.standardise.std_zip in SQL: the digits, the first five, or NULL if fewer."""
+    digits = f"regexp_replace(coalesce(cast({column} as varchar), ''), '[^0-9]', '', 'g')"
+    return f"case when length({digits}) >= 5 then left({digits}, 5) end"
+
+
+def _pseudonymised(sql: str, drop: tuple[str, ...], keyed: list[tuple[str, str, str, str]],
+                   dwelling: tuple[str, str | None, str] | None = None,
+                   zip_column: str | None = None) -> str:
+    """`sql`'s rows without the identifying columns in `drop`, with (name, macro, kind, column)
+    pseudonyms appended, then the dwelling's and building's keys and the standard ZIP of
+    dwelling = (street line, unit or None, zip), or only the ZIP of `zip_column`."""
+    out = [f"s.* exclude ({', '.join(drop)})" if drop else "s.*"]
+    out += [f"{macro}('{kind}', s.{column}) as {name}" for name, macro, kind, column in keyed]
+    join = ""
+    if dwelling:
+        line, unit, zip_col = dwelling
+        out += ["pseudonym('dwelling', d.dwelling) as address_key",
+                "pseudonym('building', d.building) as building_key",
+                f"{_zip5_sql('s.' + zip_col)} as zip5"]
+        join = (" left join prep.street_lines as d on d.line is not distinct from s." + line
+                + " and d.unit is not distinct from " + (f"s.{unit}" if unit else "null"))
+    elif zip_column:
+        out.append(f"{_zip5_sql('s.' + zip_column)} as zip5")
+    return f"select {', '.join(out)} from ({sql}) as s{join}"
+
+
+def _table(vault: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
+    """The rows of `sql` as Arrow, dates as timestamps (the type the warehouse has always had)."""
+    rel = vault.sql(sql)
+    cols = [f'cast("{c}" as timestamp) as "{c}"' if str(t) == "DATE" else f'"{c}"'
+            for c, t in zip(rel.columns, rel.types, strict=True)]
+    return vault.sql(f"select {', '.join(cols)} from ({sql}) as q").to_arrow_table()
 
 
 # the feeds whose src tables are written out above (ages, dwellings, typed pseudonyms); any
@@ -133,69 +227,71 @@ HAND_WRITTEN = {"health__blood_lead", "housing__residents", "schools__enrollment
                 "providers__services"}
 
 
-def declared_source(vault: duckdb.DuckDBPyConnection, key: bytes, feed: Feed) -> pd.DataFrame:
+def declared_source(vault: duckdb.DuckDBPyConnection, feed: Feed) -> pa.Table:
     """A person-bearing feed's pseudonymous source from its declaration alone: every field not
-    flagged `pii`, the person_id, the extract date, and the record as a keyed pseudonym."""
+    flagged `pii`, the person_id, the extract date, and the record as a keyed pseudonym.
+    Runs inside `pseudonyms_in` (the `pseudonym` macro)."""
     assert feed.person is not None
     kept = [c.lower() for c, _ in vault_columns(feed)
             if not next((f.pii for f in feed.fields if f.column == c), False)
             and c not in feed.person.key]
-    frame = vault.execute(
-        f"select {feed.record_key_sql('r')} as record_key, x.person_id, "
-        + "".join(f"r.{c}, " for c in kept)
-        + f"r._extract_date as extract_date from raw.{feed.name} as r "
-        f"join linkage.person_crosswalk as x on x.source = '{feed.person.source}' "
-        f"and x.record_key = {feed.record_key_sql('r')}").df()
-    frame.insert(0, "record_pseudonym", _pseudo(key, feed.name, frame.pop("record_key")))
-    return frame
+    sql = (f"select {feed.record_key_sql('r')} as record_key, x.person_id, "
+           + "".join(f"r.{c}, " for c in kept)
+           + f"r._extract_date as extract_date from raw.{feed.name} as r "
+           f"join linkage.person_crosswalk as x on x.source = '{feed.person.source}' "
+           f"and x.record_key = {feed.record_key_sql('r')}")
+    return _table(vault, f"select pseudonym('{feed.name}', s.record_key) as record_pseudonym, "
+                         f"s.* exclude (record_key) from ({sql}) as s")
 
 
 def build_sources(vault: duckdb.DuckDBPyConnection, key: bytes,
-                  feeds: tuple[Feed, ...] = FEEDS) -> dict[str, pd.DataFrame]:
+                  feeds: tuple[Feed, ...] = FEEDS) -> dict[str, pa.Table]:
     """Read the vault and return the pseudonymous src tables (nothing identifiable left)."""
     check_key(vault, key)  # a run with another key stops here, before any pseudonym changes
-    health = vault.execute(HEALTH_SQL).df()
+    refresh_street_lines(vault)
     # the episode anchor alert ids are built on: unchanged when the key is rotated
-    health["test_uid"] = _pseudo(anchor_salt(vault), "test-anchor", health["test_id"])
-    health["test_key"] = _pseudo(key, "test", health.pop("test_id"))
-    health = _dwelling(health, key, "pat_address", None, "pat_zip")
-
-    insp = vault.execute(INSPECTIONS_SQL).df()
-    insp["inspection_key"] = _pseudo(key, "inspection", insp.pop("inspection_id"))
-    insp = _dwelling(insp, key, "address", "unit", "zip")
-
-    res = vault.execute(RESIDENTS_SQL).df()
-    res["household_key"] = _pseudo(key, "household", res.pop("household_id"))
-    res = _dwelling(res, key, "address", "unit", "zip")
-
-    enr = vault.execute(ENROLLMENT_SQL).df()
-    enr["student_key"] = _pseudo(key, "student", enr.pop("studentid"))
-    enr["zip5"] = _zip5(enr.pop("zip"))
-
-    svc = vault.execute(SERVICES_SQL).df()
-    svc["service_key"] = _pseudo(key, "service", svc.pop("record_key"))
-
-    contracts = vault.execute(CONTRACTS_SQL).df()
-    feedback = vault.execute(FEEDBACK_SQL).df()
-    # the data lab matches on sex; the birth date stays in the vault (ages come in months)
-    persons = vault.execute("select person_id, sex from linkage.persons").df()
-
-    declared = {f.name: declared_source(vault, key, f) for f in person_feeds(feeds)
-                if f.name not in HAND_WRITTEN}
+    with pseudonyms_in(vault, pseudonym=key, anchor=anchor_salt(vault)):
+        health = _table(vault, _pseudonymised(
+            HEALTH_SQL, ("test_id", "pat_address", "pat_zip"),
+            [("test_uid", "anchor", "test-anchor", "test_id"),
+             ("test_key", "pseudonym", "test", "test_id")],
+            dwelling=("pat_address", None, "pat_zip")))
+        insp = _table(vault, _pseudonymised(
+            INSPECTIONS_SQL, ("inspection_id", "address", "unit", "zip"),
+            [("inspection_key", "pseudonym", "inspection", "inspection_id")],
+            dwelling=("address", "unit", "zip")))
+        res = _table(vault, _pseudonymised(
+            RESIDENTS_SQL, ("household_id", "address", "unit", "zip"),
+            [("household_key", "pseudonym", "household", "household_id")],
+            dwelling=("address", "unit", "zip")))
+        enr = _table(vault, _pseudonymised(
+            ENROLLMENT_SQL, ("studentid", "zip"),
+            [("student_key", "pseudonym", "student", "studentid")], zip_column="zip"))
+        svc = _table(vault, _pseudonymised(
+            SERVICES_SQL, ("record_key",), [("service_key", "pseudonym", "service", "record_key")]))
+        contracts = _table(vault, CONTRACTS_SQL)
+        feedback = _table(vault, FEEDBACK_SQL)
+        # the data lab matches on sex; the birth date stays in the vault (ages come in months)
+        persons = _table(vault, "select person_id, sex from linkage.persons")
+        declared = {f.name: declared_source(vault, f) for f in person_feeds(feeds)
+                    if f.name not in HAND_WRITTEN}
     return {"health_tests": health, "housing_inspections": insp, "housing_residents": res,
             "schools_enrollment": enr, "provider_services": svc, "provider_contracts": contracts,
             "alert_feedback": feedback, "persons": persons, **declared}
 
 
-def write_sources(warehouse: duckdb.DuckDBPyConnection, tables: dict[str, pd.DataFrame]) -> None:
+def write_sources(warehouse: duckdb.DuckDBPyConnection,
+                  tables: dict[str, pa.Table | pd.DataFrame]) -> None:
     warehouse.execute("create schema if not exists src")
     warehouse.execute("begin transaction")
     try:
         for name, frame in tables.items():
-            # a table with no row yet (no feedback delivered) has text columns, not DuckDB's
-            # NULL type, which no dbt unit-test fixture could be cast to
-            empty = [c for c in frame.columns if frame[c].dtype == object] if frame.empty else []
-            frame = frame.astype(dict.fromkeys(empty, "string"))
+            if isinstance(frame, pd.DataFrame):
+                # a table with no row yet (no feedback delivered) has text columns, not
+                # DuckDB's NULL type, which no dbt unit-test fixture could be cast to
+                empty = [c for c in frame.columns if frame[c].dtype == object] \
+                    if frame.empty else []
+                frame = frame.astype(dict.fromkeys(empty, "string"))
             warehouse.register("frame", frame)
             warehouse.execute(f"create or replace table src.{name} as select * from frame")
             warehouse.unregister("frame")

@@ -159,3 +159,43 @@ def test_a_resent_roster_row_is_carried_not_parsed_again(city: City, tmp_path: P
     parsed = ingest_feed(fresh, RESIDENTS)[0]
     assert not parsed.carried and parsed.rows_accepted == len(rows) - 1
     assert _raw(settings, second.delivery_id) == _raw(fresh, parsed.delivery_id)
+
+
+@pytest.mark.parametrize("key", [b"k", b"test-key-not-secret", bytes(range(64)), b"x" * 200],
+                         ids=["1 byte", "19 bytes", "64 bytes", "200 bytes"])
+def test_pseudonyms_in_sql_are_hmac_sha256(key: bytes) -> None:
+    """The src tables and the outbox pseudonymise in SQL: the HMAC of the Python reference,
+    value for value, for keys shorter and longer than SHA-256's block, and awkward values."""
+    from pipelines.warehouse import pseudonym, pseudonyms_in
+
+    values = ["T-000123", "", "O'Brien", "Ünïcödé 街", "a\x1fb", "=1+2", "x" * 300, None]
+    with duckdb.connect() as con, pseudonyms_in(con, pseudonym=key):
+        got = [r[0] for r in con.execute(
+            "select pseudonym('test', v) from unnest(?) with ordinality as t(v, i) order by i",
+            [values]).fetchall()]
+        assert con.execute("select count(*) from duckdb_tables() where table_name like '_pads%'"
+                           ).fetchall()[0][0] == 1
+    assert got == [pseudonym(key, "test", v) if v is not None else None for v in values]
+
+
+def test_street_lines_are_standardised_once_and_follow_the_sources(pipeline_run) -> None:
+    """A run standardises only street lines it has not seen; a line no source holds any more
+    leaves the vault's list of them."""
+    from pipelines.warehouse import build_sources, refresh_street_lines
+
+    vault_file = pipeline_run.data_dir / "vault.duckdb"
+    with duckdb.connect(vault_file, read_only=True) as con:
+        lines = con.execute("select count(*) from prep.street_lines").fetchall()[0][0]
+    assert lines > 100
+    copy = pipeline_run.data_dir.parent / "street_lines_vault.duckdb"
+    shutil.copy(vault_file, copy)
+    with duckdb.connect(copy) as con:
+        assert refresh_street_lines(con) == 0
+        con.execute("update raw.housing__inspections set address = '1 Quite New Street' "
+                    "where inspection_id = (select min(inspection_id) from raw.housing__inspections)")
+        assert refresh_street_lines(con) == 1
+        assert con.execute("select dwelling from prep.street_lines where line = "
+                           "'1 Quite New Street'").fetchall() != []
+        tables = build_sources(con, b"test-key-not-secret")
+    copy.unlink()
+    assert "address" not in tables["housing_inspections"].column_names

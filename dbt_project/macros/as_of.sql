@@ -1,6 +1,9 @@
-{#- The as-of date as a SQL date literal: the `as_of` var (PLUMBLINE_AS_OF), else today. -#}
+{#- The as-of date as a SQL date literal: the `as_of` var (`dbt build --vars`), else
+    PLUMBLINE_DBT_AS_OF (what Plumbline's dbt asset passes: an environment variable, not a var,
+    so a new week's date re-parses only the models that use it instead of the whole project),
+    else today. -#}
 {% macro as_of_date() -%}
-    {%- set v = var('as_of', '') -%}
+    {%- set v = var('as_of', '') or env_var('PLUMBLINE_DBT_AS_OF', '') -%}
     {%- if v -%}date '{{ v }}'{%- else -%}current_date{%- endif -%}
 {%- endmacro %}
 

@@ -29,10 +29,6 @@ from datetime import date
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from pipelines.stores import SEEDS_DIR, seed_values
 
@@ -149,6 +145,12 @@ def propensity(pop: Population) -> tuple[np.ndarray, np.ndarray]:
     levels = {col: sorted(set(t[col]) | set(c[col])) for col in CATEGORICAL}
     x = np.vstack([_design(t, levels), _design(c, levels)])
     y = np.r_[np.ones(len(t)), np.zeros(len(c))]
+    # imported here: scipy and scikit-learn cost every run a second or two to load, and
+    # only a data-lab request needs them
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
     model.fit(x, y)
     p = np.clip(model.predict_proba(x)[:, 1], 1e-6, 1 - 1e-6)
@@ -478,6 +480,8 @@ def estimate(windows: pd.DataFrame, events: pd.DataFrame, as_of: date,
     reuse = float(((w ** 2 - s) * p_c * (1 - p_c)).sum())
     spread = float(((d - res.diff) ** 2).sum() / (n - 1)) if n > 1 else 0.0
     res.se = float(np.sqrt(spread / n + reuse / n ** 2))
+    from scipy.stats import norm
+
     z = float(norm.ppf(1 - (1 - settings["confidence"]) / 2))
     res.detectable = float((z + norm.ppf(settings["power"])) * res.se)
     cells = (res.treated_with, res.pairs - res.treated_with, res.comparison_with,

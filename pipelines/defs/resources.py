@@ -38,6 +38,8 @@ class PlumblineSettings(dg.ConfigurableResource):
         s = load_settings()
         # dbt's profiles.yml reads the same variable: make it absolute for the dbt subprocess
         os.environ["PLUMBLINE_DATA_DIR"] = str(s.data_dir)
+        # and the as-of date its models are built for (dbt_project/macros/as_of.sql)
+        os.environ["PLUMBLINE_DBT_AS_OF"] = s.as_of.isoformat()
         # each dbt invocation's artifacts go to the data dir, not into the repository
         os.environ["DBT_TARGET_PATH"] = str(s.data_dir / "dbt_runs")
         # dbt picks its profile target from the engine (profiles.yml); on Spark, its session
