@@ -435,11 +435,12 @@ def _explain(frame: pd.DataFrame, levels: dict[str, tuple[np.ndarray, list[str]]
 
 
 def review_candidates(con: duckdb.DuckDBPyConnection, pairs: str, model: dict,
-                      clusters: pd.DataFrame, threshold: float, size: int,
+                      clusters: str, threshold: float, size: int,
                       decided: set[frozenset[str]], flag_size: int | None = None
                       ) -> pd.DataFrame:
     """The `size` undecided pairs a reviewer should see, each with its fields in words,
-    whether the final clusters put the two records together, and why it is queued.
+    whether the final clusters (the table `clusters`: unique_id, cluster_id) put the two
+    records together, and why it is queued.
 
     First, the weakest links inside each person with more than `flag_size` records (chained
     strangers break there), up to half the queue; then the pairs whose match weight is
@@ -453,8 +454,10 @@ def review_candidates(con: duckdb.DuckDBPyConnection, pairs: str, model: dict,
     weights = ", ".join(f"mw_{n}" for n in levels)
     chosen = []
     if flag_size is not None:
-        sizes = clusters["cluster_id"].value_counts()
-        big = clusters[clusters["cluster_id"].isin(sizes[sizes > flag_size].index)]
+        big = con.execute(
+            f"select unique_id, cluster_id, n from (select unique_id, cluster_id, count(*) over "
+            f"(partition by cluster_id) as n from {clusters}) where n > ?", [flag_size]).df()
+        sizes = dict(zip(big["cluster_id"], big["n"], strict=True))
         if len(big):
             con.register("flagged_records", big[["unique_id", "cluster_id"]])
             weakest = con.execute(
@@ -482,7 +485,11 @@ def review_candidates(con: duckdb.DuckDBPyConnection, pairs: str, model: dict,
     flagged = frame[frame["reason"] != "near the match threshold"].head(size // 2)
     frame = pd.concat([flagged, frame[frame["reason"] == "near the match threshold"]]
                       ).head(size).reset_index(drop=True)
-    cluster_of = dict(zip(clusters["unique_id"], clusters["cluster_id"], strict=True))
+    con.register("queued", frame[["unique_id_l", "unique_id_r"]])
+    cluster_of = dict(con.execute(
+        f"select unique_id, cluster_id from {clusters} where unique_id in "
+        "(select unique_id_l from queued union select unique_id_r from queued)").fetchall())
+    con.unregister("queued")
     out = frame[["unique_id_l", "unique_id_r", "match_weight", "match_probability"]].copy()
     out["comparison"] = _explain(frame, levels)
     out["linked"] = [cluster_of.get(a) == cluster_of.get(b)

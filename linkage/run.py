@@ -334,10 +334,7 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
     cannot = stored_cannot_links(con)
     must, reviewed_apart = review_decisions(con)
     cannot |= reviewed_apart
-    prior: dict[str, str] = {}
-    if _has(con, "linkage.person_crosswalk"):
-        prior = {f"{s}:{k}": p for s, k, p in con.execute(
-            "select source, record_key, person_id from linkage.person_crosswalk").fetchall()}
+    has_prior = bool(_has(con, "linkage.person_crosswalk"))
 
     con.execute("begin transaction")
     try:
@@ -362,8 +359,19 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
         mem.unregister("scope_arrow")
         clusters, stats = cluster(mem, scope_ids, "scope_pairs", threshold, cannot=cannot,
                                   must=must, rosters=rosters, overwhelming=overwhelming)
-        prior_in = {u: p for u, p in prior.items() if u in scope or u in gone}
-        others = set(prior.values()) - set(prior_in.values())
+        # the last run's person_ids of the records relinked (a person's records are all in
+        # scope or none), and every other person_id, which a new person must not take
+        prior_in: dict[str, str] = {}
+        others: set[str] = set()
+        if has_prior:
+            _ids(con, "prior_scope", scope | gone)
+            prior_in = dict(con.execute(
+                "select source || ':' || record_key, person_id from linkage.person_crosswalk "
+                "where source || ':' || record_key in (select uid from prior_scope)").fetchall())
+            con.unregister("prior_scope")
+            others = {p for (p,) in con.execute(
+                "select distinct person_id from linkage.person_crosswalk").fetchall()}
+            others -= set(prior_in.values())
         ids = assign_person_ids(clusters, prior_in, others)
         now_of = {u: ids[c] for u, c in zip(clusters["unique_id"], clusters["cluster_id"],
                                              strict=True)}
@@ -422,11 +430,17 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
         con.unregister("frame")
         # the queue is a function of the records, the pairs and the answers: a rerun leaves
         # it byte-equal
-        everyone = con.execute("select source || ':' || record_key as unique_id, person_id "
-                               "as cluster_id from linkage.person_crosswalk").df()
-        review = review_candidates(con, "linkage.link_pairs", model, everyone, threshold,
+        con.execute("create or replace temp view everyone as select source || ':' || "
+                    "record_key as unique_id, person_id as cluster_id "
+                    "from linkage.person_crosswalk")
+        review = review_candidates(con, "linkage.link_pairs", model, "everyone", threshold,
                                    review_size, must | cannot, flag_size)
-        pid_of = dict(zip(everyone["unique_id"], everyone["cluster_id"], strict=True))
+        con.register("queued", review[["unique_id_l", "unique_id_r"]])
+        pid_of = dict(con.execute(
+            "select unique_id, cluster_id from everyone where unique_id in "
+            "(select unique_id_l from queued union select unique_id_r from queued)").fetchall())
+        con.unregister("queued")
+        con.execute("drop view everyone")
         review["person_id_l"] = review["unique_id_l"].map(pid_of)
         review["person_id_r"] = review["unique_id_r"].map(pid_of)
         con.register("frame", review)
@@ -440,7 +454,7 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
     except Exception:
         con.execute("rollback")
         raise
-    moved = sum(1 for u, p in prior.items() if u in now_of and now_of[u] != p)
+    moved = sum(1 for u, p in prior_in.items() if u in now_of and now_of[u] != p)
     totals = con.execute(
         "select count(*), count(distinct person_id), max(n), "
         "coalesce(sum(n) filter (where n > 1), 0) from (select person_id, count(*) "
