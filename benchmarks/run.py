@@ -31,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from benchmarks.rss import PeakRSS
@@ -60,7 +60,9 @@ def stage_seconds(entries) -> dict[str, float]:
     return {k: round(v, 2) for k, v in spent.items()}
 
 
-def last_run_stages(data: Path) -> dict[str, float]:
+def last_run(data: Path) -> dict:
+    """The data dir's last run: seconds per stage, when the run was created and ended (epoch
+    seconds), and when its dbt step started and ended."""
     import dagster as dg
 
     from pipelines.cli import prepare_dagster_home
@@ -69,7 +71,13 @@ def last_run_stages(data: Path) -> dict[str, float]:
     prepare_dagster_home(home)
     with dg.DagsterInstance.from_config(str(home)) as instance:
         record = instance.get_run_records(limit=1)[0]
-        return stage_seconds(instance.all_logs(record.dagster_run.run_id))
+        entries = instance.all_logs(record.dagster_run.run_id)
+        dbt_step = [e.timestamp for e in entries if e.dagster_event is not None
+                    and e.dagster_event.step_key == "plumbline_dbt" and
+                    e.dagster_event.event_type_value in ("STEP_START", "STEP_SUCCESS")]
+        return {"stages": stage_seconds(entries),
+                "created": record.create_timestamp.timestamp(), "ended": record.end_time,
+                "dbt_step": dbt_step}
 
 
 def deliver(city: Path, landing: Path, extract: str) -> int:
@@ -91,21 +99,29 @@ def operator_run(landing: Path, data: Path, as_of: str, engine: str = "duckdb",
                PLUMBLINE_AS_OF=as_of, PLUMBLINE_PSEUDONYM_KEY="benchmark",
                PLUMBLINE_ENGINE=engine)
     exe = Path(sys.executable).with_name("plumbline")
-    t = time.perf_counter()
+    t, began = time.perf_counter(), time.time()
     with open(data.parent / (log_name or f"run_{as_of}.log"), "w") as log:
         proc = subprocess.Popen([str(exe), "run"], env=env, stdout=log, stderr=subprocess.STDOUT)
         with PeakRSS(proc.pid) as mem:
             code = proc.wait()
-    seconds = time.perf_counter() - t
+    seconds, finished = time.perf_counter() - t, time.time()
     if code != 0:
         raise SystemExit(f"plumbline run on {engine} as of {as_of} failed: see {log.name}")
+    run = last_run(data)
     return {"as_of": as_of, "seconds": round(seconds, 1), "peak_rss_mb": round(mem.peak_mb),
-            "stages": last_run_stages(data)}
+            "stages": run["stages"],
+            # the process before its Dagster run was created (interpreter, imports, the
+            # definitions, the instance) and after the run ended (the summary, exiting)
+            "before_run_s": round(run["created"] - began, 2),
+            "after_run_s": round(finished - (run["ended"] or finished), 2),
+            "dbt_step": run["dbt_step"]}
 
 
-def dbt_facts(data: Path) -> dict:
-    """What dbt itself spent in the run (its run_results.json): its own elapsed time, the
-    seconds in models, tests and seeds, and the slowest model."""
+def dbt_facts(data: Path, step: list[float] | None = None) -> dict:
+    """What dbt itself spent in the run (its run_results.json and dbt.log): its own elapsed
+    time, the seconds in models, tests and seeds, the slowest model, how long it parsed (and
+    whether partially), and, with the dbt step's start and end, the seconds before dbt's first
+    log line (the dbt process starting) and after its last (Dagster recording the events)."""
     runs = sorted((data / "dbt_runs").glob("*/run_results.json"), key=lambda p: p.stat().st_mtime)
     if not runs:
         return {}
@@ -116,10 +132,24 @@ def dbt_facts(data: Path) -> dict:
         by_kind[kind] = by_kind.get(kind, 0.0) + node["execution_time"]
     slowest = max((n for n in results["results"] if n["unique_id"].startswith("model.")),
                   key=lambda n: n["execution_time"], default=None)
-    return {"elapsed": round(results["elapsed_time"], 1), "nodes": len(results["results"]),
-            **{k: round(v, 1) for k, v in by_kind.items()},
-            "slowest_model": slowest["unique_id"].split(".")[-1] if slowest else "",
-            "slowest_model_s": round(slowest["execution_time"], 2) if slowest else 0.0}
+    out = {"elapsed": round(results["elapsed_time"], 1), "nodes": len(results["results"]),
+           **{k: round(v, 1) for k, v in by_kind.items()},
+           "slowest_model": slowest["unique_id"].split(".")[-1] if slowest else "",
+           "slowest_model_s": round(slowest["execution_time"], 2) if slowest else 0.0}
+    log = runs[-1].with_name("dbt.log")
+    if log.exists():
+        lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+        stamps = [datetime.fromisoformat(x["info"]["ts"].rstrip("Z")).replace(tzinfo=UTC)
+                  .timestamp() for x in lines]
+        found = next((t for x, t in zip(lines, stamps, strict=True)
+                      if x["info"].get("name") == "FoundStats"), stamps[0])
+        out.update(log_s=round(stamps[-1] - stamps[0], 2), parse_s=round(found - stamps[0], 2),
+                   partial_parse=any(x["info"].get("name") == "UnableToPartialParse"
+                                     for x in lines) is False)
+        if step and len(step) == 2:
+            out.update(before_dbt_s=round(stamps[0] - step[0], 2),
+                       after_dbt_s=round(step[1] - stamps[-1], 2))
+    return out
 
 
 def vault_facts(data: Path) -> dict:
@@ -262,7 +292,7 @@ def one_size(people: int, workdir: Path, weeks: int, side_by_side_max: int) -> d
         facts = vault_facts(data)
         after = facts.pop("crosswalk")
         roster = (facts.pop("roster_rows"), facts.pop("roster_rows_unchanged"))
-        run.update(facts, files=files, week=i, dbt=dbt_facts(data),
+        run.update(facts, files=files, week=i, dbt=dbt_facts(data, run.pop("dbt_step")),
                    churn=round(churn(before, after), 5) if before else None,
                    roster_rows=roster[0] - seen_roster[0],
                    roster_rows_unchanged=roster[1] - seen_roster[1])
@@ -427,6 +457,15 @@ def _heaviest_text(w: dict) -> str:
             + (f", with {' and '.join(extra)}" if extra else ""))
 
 
+def _outside(run: dict) -> str:
+    """The seconds of a run outside its Dagster run, in words."""
+    if "before_run_s" not in run:
+        return "the process starting, loading the definitions and writing the summary"
+    return (f"{run['before_run_s']} s before the Dagster run was created (the interpreter, "
+            f"the definitions, the instance), {run['after_run_s']} s after it ended (the "
+            "summary, exiting), and the steps' hand-overs")
+
+
 def where_time_goes(results: list[dict]) -> list[str]:
     out = []
     for r in results:
@@ -446,11 +485,16 @@ def where_time_goes(results: list[dict]) -> list[str]:
         fparts = ", ".join(f"{s} {v:.1f} s" for s, v in sorted(
             full["stages"].items(), key=lambda kv: -kv[1]) if v >= 0.05)
         out.append(f"- **{r['people']:,} people, full run ({full['seconds']} s):** {fparts}; "
-                   f"the rest ({full['seconds'] - sum(full['stages'].values()):.1f} s) is the "
-                   "process starting, loading the definitions and writing the summary.")
+                   f"the rest ({full['seconds'] - sum(full['stages'].values()):.1f} s): "
+                   f"{_outside(full)}.")
+        before = sum(w.get("before_run_s", 0.0) for w in weekly) / n
+        after = sum(w.get("after_run_s", 0.0) for w in weekly) / n
         out.append(f"- **{r['people']:,} people, an ordinary weekly run (mean {wall:.1f} s over "
-                   f"{n}):** {parts}; the rest ({wall - in_steps:.1f} s) is the process "
-                   "starting, loading the definitions and writing the summary.")
+                   f"{n}):** {parts}; the rest ({wall - in_steps:.1f} s): {before:.1f} s "
+                   f"before the Dagster run was created (the interpreter, importing the "
+                   f"definitions with Dagster, dagster-dbt and Great Expectations, the "
+                   f"instance), {after:.1f} s after it ended (the summary, exiting), and the "
+                   "steps' hand-overs.")
         if heaviest is not weekly[0] or len(every_week) == 1:
             hparts = ", ".join(f"{s} {v:.1f} s" for s, v in sorted(
                 heaviest["stages"].items(), key=lambda kv: -kv[1]) if v >= 0.05)
@@ -460,13 +504,18 @@ def where_time_goes(results: list[dict]) -> list[str]:
         if dbt:
             d = dbt[-1]
             step = _s(weekly[-1], "dbt")
-            out.append(
-                f"- **{r['people']:,} people, dbt in the last weekly run:** the step took "
-                f"{step} s; dbt's own run of its {d['nodes']} nodes {d['elapsed']} s (models "
-                f"{d.get('model', 0)} s, tests {d.get('test', 0)} s, seeds {d.get('seed', 0)} s; "
-                f"the slowest model, {d['slowest_model']}, {d['slowest_model_s']} s). The rest "
-                f"({step - d['elapsed']:.1f} s) is dbt and dagster-dbt starting (the dbt "
-                "process, its project and adapter) and the step's events.")
+            text = (f"- **{r['people']:,} people, dbt in the last weekly run:** the step took "
+                    f"{step} s; dbt's own run of its {d['nodes']} nodes {d['elapsed']} s (models "
+                    f"{d.get('model', 0)} s, tests {d.get('test', 0)} s, seeds "
+                    f"{d.get('seed', 0)} s; the slowest model, {d['slowest_model']}, "
+                    f"{d['slowest_model_s']} s).")
+            if "before_dbt_s" in d:
+                text += (f" Around it: {d['before_dbt_s']} s from the step's start to dbt's "
+                         f"first log line (the dbt process starting), {d['parse_s']} s "
+                         f"{'re-parsing what changed' if d['partial_parse'] else 'parsing the whole project'}"
+                         f", and {d['after_dbt_s']} s after dbt's last line (Dagster recording "
+                         "the step's materializations and checks, and the tables' metadata).")
+            out.append(text)
     return out
 
 

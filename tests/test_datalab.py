@@ -271,3 +271,21 @@ def test_the_lab_needs_a_built_warehouse_and_says_so(tmp_path: Path) -> None:
     proc = run_cli("datalab", env=plumbline_env(tmp_path / "data", tmp_path / "landing"))
     assert proc.returncode == 2
     assert "run `plumbline run` once first" in proc.stderr
+
+
+def test_the_erasure_check_finds_exactly_what_a_plain_search_finds() -> None:
+    """The trie pattern the erasure check searches files with finds a request's value exactly
+    where a plain substring search does: prefixes of one another, shared stems, non-ASCII."""
+    import random
+
+    from pipelines.datalab.requests import any_of
+
+    rng = random.Random(5)
+    alphabet = "AB 1-'É街"
+    values = sorted({"".join(rng.choices(alphabet, k=rng.randint(4, 9))) for _ in range(300)})
+    values += ["OBRIEN", "OBRIENS", "O'BRIEN"]
+    pattern = any_of(values)
+    for _ in range(400):
+        text = "".join(rng.choices(alphabet + "xyz", k=rng.randint(0, 40))).encode()
+        assert bool(pattern.search(text)) == any(v.encode() in text for v in values), text
+    assert pattern.search(b"OBRIE") is None and pattern.search(b"xOBRIENSx")

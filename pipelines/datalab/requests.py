@@ -240,12 +240,35 @@ def identifying_values(settings: Settings, request: dict) -> list[str]:
     return sorted(found)
 
 
+def any_of(values: list[str]) -> re.Pattern[bytes]:
+    """A pattern that finds any of `values` (as UTF-8 bytes), built as a trie: one branch per
+    distinct next byte, not one alternative per value. A request's thousands of ids, street
+    lines and surnames as a plain alternation made Python's `re` try each at every byte
+    (14 s a megabyte); the trie tries one path (0.1 s)."""
+    trie: dict = {}
+    for value in values:
+        node = trie
+        for byte in value.encode():
+            node = node.setdefault(byte, {})
+        node[None] = {}  # a value ends here
+
+    def emit(node: dict) -> bytes:
+        branches = [re.escape(bytes([byte])) + emit(child)
+                    for byte, child in sorted((k, v) for k, v in node.items() if k is not None)]
+        if not branches:
+            return b""
+        body = branches[0] if len(branches) == 1 else b"(?:" + b"|".join(branches) + b")"
+        return b"(?:" + body + b")?" if None in node else body
+
+    return re.compile(emit(trie))
+
+
 def traces_of(values: list[str], folders: list[Path]) -> list[str]:
     """The files under `folders` (Dagster's storage, logs, receipts) holding any of the values:
     names of files only, never what matched."""
     if not values:
         return []
-    pattern = re.compile(b"|".join(re.escape(v.encode()) for v in values))
+    pattern = any_of(values)
     hits = []
     for folder in folders:
         for path in (folder.rglob("*") if folder.is_dir() else []):
