@@ -199,3 +199,17 @@ def test_street_lines_are_standardised_once_and_follow_the_sources(pipeline_run)
         tables = build_sources(con, b"test-key-not-secret")
     copy.unlink()
     assert "address" not in tables["housing_inspections"].column_names
+
+
+def test_the_standard_zip_in_sql_is_the_linkage_one() -> None:
+    """The src tables' zip5 (SQL) is linkage's std_zip, value for value."""
+    from linkage.standardise import std_zip
+    from pipelines.warehouse import _zip5_sql
+
+    values = ["21202", "21202-1234", " 21 202 ", "2120", "ZIP 21230", "２１２０２", "", None,
+              "212021234", "abc"]
+    with duckdb.connect() as con:
+        got = [r[0] for r in con.execute(
+            f"select {_zip5_sql('v')} from unnest(?) with ordinality as t(v, i) order by i",
+            [values]).fetchall()]
+    assert got == [std_zip(v) for v in values]
