@@ -439,14 +439,14 @@ def review_candidates(con: duckdb.DuckDBPyConnection, pairs: str, model: dict,
                       decided: set[frozenset[str]], flag_size: int | None = None
                       ) -> pd.DataFrame:
     """The `size` undecided pairs a reviewer should see, each with its fields in words,
-    whether the final clusters (the table `clusters`: unique_id, cluster_id) put the two
-    records together, and why it is queued.
+    the final cluster of each record (the table `clusters`: unique_id, cluster_id), whether
+    those put the two records together, and why it is queued.
 
     First, the weakest links inside each person with more than `flag_size` records (chained
     strangers break there), up to half the queue; then the pairs whose match weight is
     nearest the threshold's."""
     cols = ["unique_id_l", "unique_id_r", "match_weight", "match_probability", "comparison",
-            "linked", "reason"]
+            "linked", "reason", "cluster_id_l", "cluster_id_r"]
     if size <= 0:
         return pd.DataFrame(columns=cols)
     levels = _levels(model)
@@ -495,6 +495,8 @@ def review_candidates(con: duckdb.DuckDBPyConnection, pairs: str, model: dict,
     out["linked"] = [cluster_of.get(a) == cluster_of.get(b)
                      for a, b in zip(out["unique_id_l"], out["unique_id_r"], strict=True)]
     out["reason"] = frame["reason"].to_numpy()
+    out["cluster_id_l"] = out["unique_id_l"].map(cluster_of)
+    out["cluster_id_r"] = out["unique_id_r"].map(cluster_of)
     return out[cols]
 
 

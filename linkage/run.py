@@ -434,15 +434,9 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
                     "record_key as unique_id, person_id as cluster_id "
                     "from linkage.person_crosswalk")
         review = review_candidates(con, "linkage.link_pairs", model, "everyone", threshold,
-                                   review_size, must | cannot, flag_size)
-        con.register("queued", review[["unique_id_l", "unique_id_r"]])
-        pid_of = dict(con.execute(
-            "select unique_id, cluster_id from everyone where unique_id in "
-            "(select unique_id_l from queued union select unique_id_r from queued)").fetchall())
-        con.unregister("queued")
+                                   review_size, must | cannot, flag_size).rename(
+            columns={"cluster_id_l": "person_id_l", "cluster_id_r": "person_id_r"})
         con.execute("drop view everyone")
-        review["person_id_l"] = review["unique_id_l"].map(pid_of)
-        review["person_id_r"] = review["unique_id_r"].map(pid_of)
         con.register("frame", review)
         con.execute("create or replace table linkage.review_queue as select * from frame")
         con.unregister("frame")

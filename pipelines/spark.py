@@ -20,7 +20,7 @@ import subprocess
 from pathlib import Path
 
 import duckdb
-import pandas as pd
+import pyarrow as pa
 
 from pipelines.stores import SPARK_CONF_DIR, Settings
 from pipelines.warehouse import write_sources
@@ -87,9 +87,9 @@ def spark_is_remote(spark) -> bool:
     return type(spark).__module__.startswith("pyspark.sql.connect")
 
 
-def write_spark_sources(tables: dict[str, pd.DataFrame], folder: Path) -> None:
+def write_spark_sources(tables: dict[str, pa.Table], folder: Path) -> None:
     """Each src table as Parquet in folder/<table>/, typed exactly as the DuckDB warehouse
-    types it (the same frames through the same `write_sources`). A table is replaced whole: its
+    types it (the same tables through the same `write_sources`). A table is replaced whole: its
     new file is written beside the old one, then swapped in."""
     folder.mkdir(parents=True, exist_ok=True)
     with duckdb.connect(":memory:") as con:

@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
-import pandas as pd
 import pyarrow as pa
 
 from linkage import standardise
@@ -280,18 +279,11 @@ def build_sources(vault: duckdb.DuckDBPyConnection, key: bytes,
             "alert_feedback": feedback, "persons": persons, **declared}
 
 
-def write_sources(warehouse: duckdb.DuckDBPyConnection,
-                  tables: dict[str, pa.Table | pd.DataFrame]) -> None:
+def write_sources(warehouse: duckdb.DuckDBPyConnection, tables: dict[str, pa.Table]) -> None:
     warehouse.execute("create schema if not exists src")
     warehouse.execute("begin transaction")
     try:
         for name, frame in tables.items():
-            if isinstance(frame, pd.DataFrame):
-                # a table with no row yet (no feedback delivered) has text columns, not
-                # DuckDB's NULL type, which no dbt unit-test fixture could be cast to
-                empty = [c for c in frame.columns if frame[c].dtype == object] \
-                    if frame.empty else []
-                frame = frame.astype(dict.fromkeys(empty, "string"))
             warehouse.register("frame", frame)
             warehouse.execute(f"create or replace table src.{name} as select * from frame")
             warehouse.unregister("frame")
