@@ -462,8 +462,9 @@ def _outside(run: dict) -> str:
     if "before_run_s" not in run:
         return "the process starting, loading the definitions and writing the summary"
     return (f"{run['before_run_s']} s before the Dagster run was created (the interpreter, "
-            f"the definitions, the instance), {run['after_run_s']} s after it ended (the "
-            "summary, exiting), and the steps' hand-overs")
+            "importing the definitions with Dagster, dagster-dbt and Great Expectations, the "
+            f"instance), {run['after_run_s']} s after it ended (the summary, exiting), and the "
+            "steps' hand-overs")
 
 
 def where_time_goes(results: list[dict]) -> list[str]:
@@ -490,11 +491,8 @@ def where_time_goes(results: list[dict]) -> list[str]:
         before = sum(w.get("before_run_s", 0.0) for w in weekly) / n
         after = sum(w.get("after_run_s", 0.0) for w in weekly) / n
         out.append(f"- **{r['people']:,} people, an ordinary weekly run (mean {wall:.1f} s over "
-                   f"{n}):** {parts}; the rest ({wall - in_steps:.1f} s): {before:.1f} s "
-                   f"before the Dagster run was created (the interpreter, importing the "
-                   f"definitions with Dagster, dagster-dbt and Great Expectations, the "
-                   f"instance), {after:.1f} s after it ended (the summary, exiting), and the "
-                   "steps' hand-overs.")
+                   f"{n}):** {parts}; the rest ({wall - in_steps:.1f} s): "
+                   f"{_outside({'before_run_s': round(before, 1), 'after_run_s': round(after, 1)})}.")
         if heaviest is not weekly[0] or len(every_week) == 1:
             hparts = ", ".join(f"{s} {v:.1f} s" for s, v in sorted(
                 heaviest["stages"].items(), key=lambda kv: -kv[1]) if v >= 0.05)
