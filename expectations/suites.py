@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
+from contextlib import contextmanager
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
@@ -26,8 +28,28 @@ import pandas as pd
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # nothing may call out of this machine
 
-import great_expectations as gx
-import great_expectations.expectations as gxe
+
+@contextmanager
+def _spark_hidden():
+    """Import GX without its probe for pyspark: GX imports pyspark, its Spark Connect client
+    and `pyspark.ml` (hence scipy), some 700 modules, whenever pyspark is installed, and the
+    suites only ever validate pandas frames. pyspark is installed for the Spark engine, which
+    imports it itself when it runs; so unless it is loaded already, `import pyspark` fails
+    (None in sys.modules) while GX loads, and GX records Spark as not installed."""
+    if "pyspark" in sys.modules:
+        yield
+        return
+    sys.modules["pyspark"] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        if sys.modules.get("pyspark", 0) is None:
+            del sys.modules["pyspark"]
+
+
+with _spark_hidden():
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
 
 from pipelines.feeds import DATE_FORMATS, FEEDS, Feed, Field
 from pipelines.parsing import convert_column

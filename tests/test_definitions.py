@@ -40,3 +40,50 @@ def test_whole_graph_materializes_in_process(tmp_path, monkeypatch) -> None:
     assert (tmp_path / "data" / "outbox" / "health" / f"alerts_{AS_OF:%Y%m%d}.csv").exists()
     # what the resource did, not what the test set: dbt's artifacts went into the data dir
     assert list((tmp_path / "data" / "dbt_runs").glob("*/run_results.json"))
+
+
+def test_run_history_storage_keeps_every_event(tmp_path) -> None:
+    """A `plumbline run` home stores events through PlumblineEventLogStorage (one engine, no
+    disk flush per commit): every event is written and read back, by this process and by a
+    fresh instance (as the webserver reads them), and its connections run synchronous=NORMAL."""
+    from pipelines.cli import prepare_dagster_home
+    from pipelines.dagster_storage import PlumblineEventLogStorage
+
+    home = tmp_path / "dagster_home"
+    prepare_dagster_home(home)
+    keys = [dg.AssetKey(["marts", f"table_{i}"]) for i in range(5)]
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert isinstance(instance.event_log_storage, PlumblineEventLogStorage)
+        for i in range(60):
+            instance.report_runless_asset_event(
+                dg.AssetMaterialization(asset_key=keys[i % 5], metadata={"rows": i}))
+        with instance.event_log_storage.index_connection() as conn:
+            assert conn.exec_driver_sql("pragma synchronous").scalar() == 1  # NORMAL
+            assert conn.exec_driver_sql("pragma journal_mode").scalar() == "wal"
+    with dg.DagsterInstance.from_config(str(home)) as again:
+        for j, key in enumerate(keys):
+            records = again.fetch_materializations(key, limit=100).records
+            rows = sorted(r.asset_materialization.metadata["rows"].value for r in records)
+            assert rows == list(range(j, 60, 5))
+
+
+def test_an_older_plumbline_home_gets_the_faster_storage(tmp_path) -> None:
+    """A home written by an earlier Plumbline (Dagster's consolidated storage) is moved to the
+    same tables through PlumblineEventLogStorage; a home an operator configured otherwise, or
+    made their own, is left as it is."""
+    from pipelines.cli import EVENT_STORAGE, OLD_EVENT_STORAGE, prepare_dagster_home
+
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    prepare_dagster_home(ours)
+    current = (ours / "dagster.yaml").read_text()
+    older = current.replace(EVENT_STORAGE, OLD_EVENT_STORAGE)
+    assert older != current
+    (ours / "dagster.yaml").write_text(older)
+    prepare_dagster_home(ours)
+    assert (ours / "dagster.yaml").read_text() == current
+
+    theirs.mkdir()
+    own = "# my instance\nevent_log_storage:\n" + OLD_EVENT_STORAGE + "  config:\n    base_dir: x\n"
+    (theirs / "dagster.yaml").write_text(own)
+    prepare_dagster_home(theirs)
+    assert (theirs / "dagster.yaml").read_text() == own

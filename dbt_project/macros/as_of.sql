@@ -1,9 +1,12 @@
 {#- The as-of date as a SQL date literal: the `as_of` var (`dbt build --vars`), else
-    PLUMBLINE_DBT_AS_OF (what Plumbline's dbt asset passes: an environment variable, not a var,
-    so a new week's date re-parses only the models that use it instead of the whole project),
-    else today. -#}
+    PLUMBLINE_DBT_AS_OF (what Plumbline's dbt asset passes), else today.
+    The environment variable is read only when SQL is compiled to run (`execute`), never while
+    dbt parses: dbt re-parses every file whose parse read an environment variable when its value
+    changes, and the date changes every week. So a new week's date costs no parsing at all, and
+    the SQL that runs has the date as a literal, as before. -#}
 {% macro as_of_date() -%}
-    {%- set v = var('as_of', '') or env_var('PLUMBLINE_DBT_AS_OF', '') -%}
+    {%- set v = var('as_of', '') -%}
+    {%- if not v and execute -%}{%- set v = env_var('PLUMBLINE_DBT_AS_OF', '') -%}{%- endif -%}
     {%- if v -%}date '{{ v }}'{%- else -%}current_date{%- endif -%}
 {%- endmacro %}
 
