@@ -145,7 +145,9 @@ def dbt_facts(data: Path, step: list[float] | None = None) -> dict:
                       if x["info"].get("name") == "FoundStats"), stamps[0])
         out.update(log_s=round(stamps[-1] - stamps[0], 2), parse_s=round(found - stamps[0], 2),
                    partial_parse=any(x["info"].get("name") == "UnableToPartialParse"
-                                     for x in lines) is False)
+                                     for x in lines) is False,
+                   parse_skipped=any(x["info"].get("name") == "PartialParsingSkipParsing"
+                                     for x in lines))
         if step and len(step) == 2:
             out.update(before_dbt_s=round(stamps[0] - step[0], 2),
                        after_dbt_s=round(step[1] - stamps[-1], 2))
@@ -510,11 +512,23 @@ def where_time_goes(results: list[dict]) -> list[str]:
             if "before_dbt_s" in d:
                 text += (f" Around it: {d['before_dbt_s']} s from the step's start to dbt's "
                          f"first log line (the dbt process starting), {d['parse_s']} s "
-                         f"{'re-parsing what changed' if d['partial_parse'] else 'parsing the whole project'}"
-                         f", and {d['after_dbt_s']} s after dbt's last line (Dagster recording "
+                         f"{_parse_text(d)}, and {d['after_dbt_s']} s after dbt's last line "
+                         "(Dagster recording "
                          "the step's materializations and checks, and the tables' metadata).")
             out.append(text)
     return out
+
+
+def _parse_text(d: dict) -> str:
+    """How dbt came by its parsed project, from its log (results before parse_skipped was
+    recorded say only that the saved parse was used)."""
+    if not d.get("partial_parse"):
+        return "parsing the whole project"
+    skipped = d.get("parse_skipped")
+    if skipped is None:
+        return "loading the project from its saved parse (partial parsing)"
+    return ("loading the project from its saved parse, nothing re-parsed" if skipped
+            else "loading its saved parse and re-parsing what changed")
 
 
 def main() -> None:
