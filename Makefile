@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 export PLUMBLINE_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: install demo run test ui lint clean chromium java linkage-report bench bench-spark bench-datalab bench-public-town bench-ingest
+.PHONY: install demo run test ui lint clean chromium java linkage-report bench bench-spark bench-datalab bench-public-town bench-ingest bench-events
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -71,6 +71,10 @@ bench-datalab: $(STAMP)
 ## how fast ingest reads, validates and types a 100k city's deliveries (not part of the tests)
 bench-ingest: $(STAMP)
 	$(BIN)/python -m benchmarks.ingest_parse --people 100000 --seed 5 --results benchmarks/INGEST_PARSE.md
+
+## what Dagster's run history costs per stored event: Dagster's SQLite storage against Plumbline's
+bench-events: $(STAMP)
+	$(BIN)/python -m benchmarks.event_storage --results benchmarks/EVENT_STORAGE.md
 
 ## what a small town's public page shows, and that nothing is disclosed (not part of the tests)
 bench-public-town: $(STAMP)
