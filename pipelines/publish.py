@@ -35,7 +35,7 @@ import pandas as pd
 from pipelines.csvsafe import write_csv
 from pipelines.dbt_manifest import dbt_executable
 from pipelines.pages import render
-from pipelines.stores import Settings, seed_values, share, warehouse_lock
+from pipelines.stores import Settings, publication_lock, seed_values, share, warehouse_lock
 from pipelines.suppression import FOLLOWUP_PAIRS
 
 matplotlib.use("Agg")
@@ -94,17 +94,19 @@ def publish_all(settings: Settings, manifest: Path | None = None) -> dict[str, o
             "select * from staging.stg_providers__contracts qualify row_number() over "
             "(partition by contract_id order by extract_date desc) = 1 "
             "order by contract_id").df()  # one order, so the same data gives the same bytes
-    version = publish_snapshot(settings.data_dir / "published", tables)
-    package = write_ocds(settings, contracts, tables["contract_outcomes"])
-    pooled = tables["agency_timeliness_pooled"]
-    # every organisation with steps due gets its page, even when no period can be shown yet
-    charts = {agency: write_personal_best(settings, agency, pooled[pooled["agency"] == agency])
-              for agency in sorted(set(tables["agency_timeliness_monthly"]["agency"]))}
-    if manifest is not None:
-        write_dictionary(settings, manifest)
-    write_index(settings, tables, package, charts)
-    share(settings.data_dir / "published")
-    share(settings.outbox / "public")
+    with publication_lock(settings.data_dir):  # two runs at once publish one after the other
+        version = publish_snapshot(settings.data_dir / "published", tables)
+        package = write_ocds(settings, contracts, tables["contract_outcomes"])
+        pooled = tables["agency_timeliness_pooled"]
+        # every organisation with steps due gets its page, even when no period can be shown yet
+        charts = {agency: write_personal_best(settings, agency,
+                                              pooled[pooled["agency"] == agency])
+                  for agency in sorted(set(tables["agency_timeliness_monthly"]["agency"]))}
+        if manifest is not None:
+            write_dictionary(settings, manifest)
+        write_index(settings, tables, package, charts)
+        share(settings.data_dir / "published")
+        share(settings.outbox / "public")
     return {"version": version, "ocds_releases": len(contracts), "charts": len(charts)}
 
 

@@ -240,12 +240,27 @@ def warehouse_lock(data_dir: Path) -> Iterator[None]:
     dbt-duckdb cannot wait for DuckDB's file lock, so two runs (a scheduled one and one by
     hand) would make the later `dbt build` fail obscurely; this lock makes it wait instead.
     """
+    with _file_lock(data_dir, "warehouse.lock", "writing the warehouse"):
+        yield
+
+
+@contextmanager
+def publication_lock(data_dir: Path) -> Iterator[None]:
+    """Serialise publications across processes: a publication clears what a killed one left
+    (its half-written DuckDB file), which must never be another run's file in the making, and
+    the published folder shows one run's output, not two runs' interleaved."""
+    with _file_lock(data_dir, "published.lock", "publishing"):
+        yield
+
+
+@contextmanager
+def _file_lock(data_dir: Path, name: str, doing: str) -> Iterator[None]:
     data_dir.mkdir(parents=True, exist_ok=True)
-    with open(data_dir / "warehouse.lock", "w") as fh:
+    with open(data_dir / name, "w") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            log.warning("another Plumbline run is writing the warehouse; waiting for it")
+            log.warning("another Plumbline run is %s; waiting for it", doing)
             fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
