@@ -318,7 +318,28 @@ def machine() -> str:
     mem = next((int(line.split()[1]) // 2**20 for line in Path("/proc/meminfo").read_text()
                 .splitlines() if line.startswith("MemTotal")), 0)
     return (f"{os.cpu_count()} cores, {mem} GiB, {platform.platform()}, "
-            f"Python {platform.python_version()}")
+            f"Python {platform.python_version()}{reclaim()}")
+
+
+def reclaim() -> str:
+    """The kernel's proactive reclaim, where it runs: on this kind of virtual machine DAMON
+    pages out memory left idle for about a minute, page cache included, so a run started that
+    long after the last reads its libraries from disk again (a cold start, as a week's wait
+    gives any machine)."""
+    try:
+        for kdamond in Path("/sys/kernel/mm/damon/admin/kdamonds").glob("[0-9]*"):
+            if (kdamond / "state").read_text().strip() != "on":
+                continue
+            for context in kdamond.glob("contexts/[0-9]*"):
+                aggr_us = int((context / "monitoring_attrs/intervals/aggr_us").read_text())
+                for scheme in context.glob("schemes/[0-9]*"):
+                    if (scheme / "action").read_text().strip() == "pageout":
+                        age = int((scheme / "access_pattern/age/min").read_text())
+                        return (f"; the kernel pages out memory idle for {age * aggr_us / 1e6:.0f}"
+                                " s (DAMON), so a run's imports often start cold")
+    except (OSError, ValueError):
+        pass
+    return ""
 
 
 def _s(run: dict, stage: str) -> float:
