@@ -66,9 +66,9 @@ def main() -> None:
         for name, (module, cls) in STORAGES.items():  # alternately, so drift hits both
             rounds[name].append(one_round(module, cls, args.events))
     lines = ["# Run history: milliseconds per stored Dagster event", "",
-             f"Machine: {platform.machine()}, Python {platform.python_version()}. "
-             f"Date: {date.today().isoformat()}. {args.events} events of each kind per round, "
-             f"the median of {args.rounds} rounds, each storage in a fresh instance.", "",
+             (f"Machine: {platform.machine()}, Python {platform.python_version()}. "
+              f"Date: {date.today().isoformat()}. {args.events} events of each kind per round, "
+              f"the median of {args.rounds} rounds, each storage in a fresh instance."), "",
              "| storage | materialization ms | check evaluation ms |", "|---|---:|---:|"]
     for name, rs in rounds.items():
         m = statistics.median(r["materialization_ms"] for r in rs)

@@ -31,11 +31,12 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # nothing may call out o
 
 @contextmanager
 def _spark_hidden():
-    """Import GX without its probe for pyspark: whenever pyspark is installed, GX imports it,
+    """Import GX without its probe for pyspark. Whenever pyspark is installed, GX imports it,
     its Spark Connect client and `pyspark.ml` (some 130 modules, 0.5 s of every run's start on
-    a 2-core machine), and the suites only ever validate pandas frames. pyspark is installed for the Spark engine, which
-    imports it itself when it runs; so unless it is loaded already, `import pyspark` fails
-    (None in sys.modules) while GX loads, and GX records Spark as not installed."""
+    a 2-core machine), and the suites only ever validate pandas frames. pyspark is installed
+    for the Spark engine, which imports it itself when it runs; so unless it is loaded already,
+    `import pyspark` fails (None in sys.modules) while GX loads, and GX records Spark as not
+    installed."""
     if "pyspark" in sys.modules:
         yield
         return
