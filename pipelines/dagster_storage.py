@@ -4,9 +4,9 @@ Dagster's consolidated SQLite event log (pipelines/dagster_instance.yaml) builds
 engine and opens a new SQLite connection for every event it stores, and commits each with
 SQLite's default `synchronous=FULL`: a flush of the write-ahead log to disk per event. A weekly
 run stores about 500 events (a step's start and end, every materialization and every dbt test's
-check result); on a 2-core machine that cost 10.7 ms a materialization and 18 ms a check result
-(`make bench-events`), some 4 s of a 100k city's weekly run, whatever the week brought; here,
-1.8 and 1.2 ms.
+check result); on a 2-core machine that cost 11.2 ms a materialization and 11.5 ms a check
+result (`make bench-events`), some 4 s of a 100k city's weekly run, whatever the week brought;
+here, 1.6 and 1.2 ms.
 
 This storage keeps one engine and its pooled connections per process and sets
 `synchronous=NORMAL`, SQLite's documented setting for write-ahead-log databases: every commit is
