@@ -534,8 +534,8 @@ def where_time_goes(results: list[dict]) -> list[str]:
                 text += (f" Around it: {d['before_dbt_s']} s from the step's start to dbt's "
                          f"first log line (the dbt process starting), {d['parse_s']} s "
                          f"{_parse_text(d)}, and {d['after_dbt_s']} s after dbt's last line "
-                         "(Dagster recording "
-                         "the step's materializations and checks, and the tables' metadata).")
+                         "(Dagster recording the step's materializations and checks, and the "
+                         "tables' metadata).")
             out.append(text)
     return out
 
