@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -48,15 +48,26 @@ def _spark_hidden():
             del sys.modules["pyspark"]
 
 
-with _spark_hidden():
+@lru_cache(maxsize=1)
+def _gx() -> tuple[Any, Any]:
+    """Great Expectations and its expectations, imported on first use: ingest imports this
+    module for `derive` without paying for GX, which judges deliveries in the worker process
+    (pipelines/worker.py)."""
+    with _spark_hidden():
+        import great_expectations
+        import great_expectations.expectations
+    # GX's INFO lines (an ephemeral docs site's temporary folder) mean nothing to an operator
+    for name in ("great_expectations", "great_expectations.core"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    return great_expectations, great_expectations.expectations
+
+
+from pipelines.feeds import DATE_FORMATS, FEEDS, Feed, Field  # noqa: E402
+from pipelines.parsing import convert_column  # noqa: E402
+
+if TYPE_CHECKING:
     import great_expectations as gx
     import great_expectations.expectations as gxe
-
-from pipelines.feeds import DATE_FORMATS, FEEDS, Feed, Field
-from pipelines.parsing import convert_column
-
-for _name in ("great_expectations", "great_expectations.core"):
-    logging.getLogger(_name).setLevel(logging.ERROR)
 
 SUITES_DIR = Path(__file__).resolve().parent
 RESULT_PATTERN = r"^\s*(?:<\s*\d+(?:\.\d+)?|\d+(?:\.\d+)?|[Nn]one [Dd]etected|[Nn]ot [Dd]etected|ND)\s*$"
@@ -85,6 +96,7 @@ EARLIEST = date(1900, 1, 1)
 
 
 def expectations_for(feed: Feed, today: date) -> list[gxe.Expectation]:
+    _, gxe = _gx()
     out: list[gxe.Expectation] = []
     for f in feed.fields:
         c = f.column
@@ -159,15 +171,21 @@ def expectations_for(feed: Feed, today: date) -> list[gxe.Expectation]:
 
 def build_suite(feed: Feed, today: date) -> gx.ExpectationSuite:
     _context()  # GX binds suites to an active (ephemeral) context
-    suite = gx.ExpectationSuite(name=f"{feed.name}_delivery")
+    suite = _gx()[0].ExpectationSuite(name=f"{feed.name}_delivery")
     for e in expectations_for(feed, today):
         suite.add_expectation(e)
     return suite
 
 
+def warm() -> None:
+    """Import GX and open its context ahead of the first delivery (the worker does, as it
+    starts)."""
+    _context()
+
+
 @lru_cache(maxsize=1)
 def _context() -> Any:
-    ctx = gx.get_context(mode="ephemeral")
+    ctx = _gx()[0].get_context(mode="ephemeral")
     ctx.variables.progress_bars = {"globally": False, "metric_calculations": False}
     return ctx
 
@@ -209,8 +227,18 @@ def validate(feed: Feed, text: pd.DataFrame, today: date
     ({row index: [(field, reason), ...]}, each field's converted values). A row has at most one
     reason per field, the first that failed."""
     frame, converted = derive(feed, text)
-    if text.empty:
-        return {}, converted
+    return _failures(feed, frame, today), converted
+
+
+def judge(feed: Feed, text: pd.DataFrame, today: date) -> dict[int, list[tuple[str, str]]]:
+    """`validate`'s verdicts alone: what the worker process answers (pipelines/worker.py),
+    while ingest converts the same cells with `derive` in its own."""
+    return _failures(feed, derive(feed, text)[0], today)
+
+
+def _failures(feed: Feed, frame: pd.DataFrame, today: date) -> dict[int, list[tuple[str, str]]]:
+    if frame.empty:
+        return {}
     ctx = _context()
     batch = (ctx.data_sources.add_or_update_pandas("deliveries")
              .add_dataframe_asset(f"{feed.name}_{id(frame)}")
@@ -232,7 +260,7 @@ def validate(feed: Feed, text: pd.DataFrame, today: date
             if "reason_above" in meta and frame.at[i, kwargs["column"]] > kwargs["max_value"]:
                 reason = meta["reason_above"]
             row.append((meta["field"], reason))
-    return failures, converted
+    return failures
 
 
 def export_suites(folder: Path = SUITES_DIR, today: date = date(2026, 1, 1)) -> list[Path]:

@@ -100,6 +100,9 @@ def run_pipeline(settings: Settings, selection: list | None = None) -> bool:
     prepare_dagster_home(Path(os.environ.setdefault(
         "DAGSTER_HOME", str(settings.data_dir / "dagster_home"))))
 
+    from pipelines.worker import WORKER
+
+    WORKER.start()  # imports Great Expectations on the other core while this one loads Dagster
     from pipelines.dbt_manifest import prepare
 
     prepare()  # the dbt manifest, parsed here when the project changed, never on import

@@ -25,10 +25,11 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from expectations.suites import validate
+from expectations.suites import derive
 from pipelines.feeds import FEEDS, Feed, typed_columns, vault_columns
 from pipelines.landing import NotARegularFile, NotRead, deliverable_files, not_read, read_delivery
 from pipelines.stores import Settings, connect, has_table
+from pipelines.worker import WORKER
 
 FIELD_LIMIT = 10 * 1024 * 1024
 csv.field_size_limit(FIELD_LIMIT)
@@ -211,8 +212,13 @@ def parse_delivery(delivery: Delivery, data: bytes, today: date,
     # each cell stripped, a blank as None: the text the suite judges
     text = pd.DataFrame({c: [v[index[c]].strip() or None for _, v in well_formed]
                          for c in feed.columns}, dtype="object")
-    # the feed's Great Expectations suite judges every row; the values it read are kept
-    failures, converted = validate(feed, text, today)
+    # the feed's Great Expectations suite judges every row, in the worker process, while this
+    # one converts the same cells: the values it read are kept
+    verdicts = WORKER.submit("expectations.suites:judge", feed, text, today)
+    try:
+        converted = derive(feed, text)[1]
+    finally:
+        failures = verdicts.result()
     typed = typed_columns(feed, {c: v.tolist() for c, v in converted.items()},
                           {c: text[c].tolist() for c in feed.columns})
     names = list(typed)
