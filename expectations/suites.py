@@ -62,8 +62,8 @@ def _gx() -> tuple[Any, Any]:
     return great_expectations, great_expectations.expectations
 
 
-from pipelines.feeds import DATE_FORMATS, FEEDS, Feed, Field  # noqa: E402
-from pipelines.parsing import convert_column  # noqa: E402
+from pipelines.feeds import DATE_FORMATS, FEEDS, Feed, Field
+from pipelines.parsing import convert_column
 
 if TYPE_CHECKING:
     import great_expectations as gx

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import json
 import numbers
 import os
@@ -29,7 +28,6 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import duckdb
-import matplotlib
 import pandas as pd
 
 from pipelines.csvsafe import write_csv
@@ -37,10 +35,7 @@ from pipelines.dbt_manifest import dbt_executable
 from pipelines.pages import render
 from pipelines.stores import Settings, publication_lock, seed_values, share, warehouse_lock
 from pipelines.suppression import FOLLOWUP_PAIRS
-
-matplotlib.use("Agg")
-import matplotlib.dates as mdates
-import matplotlib.pyplot as plt
+from pipelines.worker import WORKER
 
 PUBLISHED = ("policy_lead_followup_by_zip", "policy_lead_followup_by_band",
              "policy_followup_pooled", "agency_timeliness_monthly", "agency_timeliness_pooled",
@@ -94,17 +89,28 @@ def publish_all(settings: Settings, manifest: Path | None = None) -> dict[str, o
             "select * from staging.stg_providers__contracts qualify row_number() over "
             "(partition by contract_id order by extract_date desc) = 1 "
             "order by contract_id").df()  # one order, so the same data gives the same bytes
-    with publication_lock(settings.data_dir):  # two runs at once publish one after the other
-        version = publish_snapshot(settings.data_dir / "published", tables)
-        package = write_ocds(settings, contracts, tables["contract_outcomes"])
-        pooled = tables["agency_timeliness_pooled"]
-        # every organisation with steps due gets its page, even when no period can be shown yet
-        charts = {agency: write_personal_best(settings, agency,
-                                              pooled[pooled["agency"] == agency])
-                  for agency in sorted(set(tables["agency_timeliness_monthly"]["agency"]))}
-        if manifest is not None:
-            write_dictionary(settings, manifest)
-        write_index(settings, tables, package, charts)
+    pooled = tables["agency_timeliness_pooled"]
+    by_zip = tables["policy_lead_followup_by_zip"]
+    # every organisation with steps due gets its page, even when no period can be shown yet
+    drawing = WORKER.submit("pipelines.charts:draw", {
+        "personal_best": {agency: pooled[pooled["agency"] == agency]
+                          for agency in sorted(set(tables["agency_timeliness_monthly"]["agency"]))},
+        "tested": by_zip[by_zip["zip5"] == "ALL"].sort_values("month"),
+        "followup": tables["policy_followup_pooled"]})  # drawn in the worker meanwhile
+    try:
+        with publication_lock(settings.data_dir):  # two runs at once publish one after another
+            version = publish_snapshot(settings.data_dir / "published", tables)
+            package = write_ocds(settings, contracts, tables["contract_outcomes"])
+            if manifest is not None:
+                write_dictionary(settings, manifest)
+            pngs, drawing = drawing.result(), None
+            charts = {agency: write_personal_best(settings, agency,
+                                                  pooled[pooled["agency"] == agency], png)
+                      for agency, png in pngs["personal_best"].items()}
+            write_index(settings, tables, package, charts, pngs)
+    finally:
+        if drawing is not None:
+            drawing.result()
         share(settings.data_dir / "published")
         share(settings.outbox / "public")
     return {"version": version, "ocds_releases": len(contracts), "charts": len(charts)}
@@ -216,38 +222,6 @@ def write_ocds(settings: Settings, contracts: pd.DataFrame, outcomes: pd.DataFra
 # ---------------------------------------------------------------- charts and pages
 
 
-def figure_png(fig) -> bytes:
-    """A finished chart as PNG bytes, spines trimmed, and the figure closed."""
-    fig.axes[0].spines[["top", "right"]].set_visible(False)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def _midpoint(frame: pd.DataFrame) -> pd.Series:
-    start = pd.to_datetime(frame["period_start"])
-    end = pd.to_datetime(frame["period_end"]) + pd.offsets.MonthEnd(0)
-    return start + (end - start) / 2
-
-
-def share_trend(ax, frame: pd.DataFrame, label: str, colour: str) -> None:
-    """One series of pooled shares as a trend line: a filled marker per month, a wider bar
-    for a pooled quarter or year, a hollow marker for a partial period."""
-    f = frame.sort_values("period_start")
-    f = f[f["share_in_time"].notna()]
-    if f.empty:
-        return
-    x, y = _midpoint(f), f["share_in_time"].astype(float) * 100
-    ax.plot(x, y, color=colour, linewidth=1.4, label=label)
-    for grain, size in (("month", 18), ("quarter", 45), ("year", 80)):
-        done = (f["grain"] == grain) & ~f["partial"].astype(bool)
-        part = (f["grain"] == grain) & f["partial"].astype(bool)
-        ax.scatter(x[done], y[done], s=size, color=colour, zorder=3)
-        ax.scatter(x[part], y[part], s=size, facecolors="white", edgecolors=colour, zorder=3)
-
-
 def with_bounds(frame: pd.DataFrame) -> pd.Series:
     """The share in time, or where its count is suppressed the bound that the suppression
     already implies ("under 8%")."""
@@ -257,40 +231,8 @@ def with_bounds(frame: pd.DataFrame) -> pd.Series:
     return share
 
 
-def personal_best_chart(agency: str, frame: pd.DataFrame) -> bytes:
-    """A run chart of the organisation's own share of steps taken in time, by month where it
-    can be published and pooled into quarters or years where not: its median line, its best
-    period marked, the latest highlighted. No other organisation."""
-    f = frame.sort_values("period_start")
-    fig, ax = plt.subplots(figsize=(9, 3.6), dpi=110)
-    shown_ = f[f["share_in_time"].notna()]
-    if len(shown_):
-        share_trend(ax, f, "share in time", "#3b6ea5")
-        x = _midpoint(shown_)
-        median = float(shown_["share_in_time"].median()) * 100
-        ax.axhline(median, color="#888", linestyle="--", linewidth=1,
-                   label=f"your median ({median:.0f}%)")
-        best = shown_["share_in_time"].astype(float).idxmax()
-        ax.scatter([x[best]], [shown_.loc[best, "share_in_time"] * 100], s=110, color="#2e8b57",
-                   zorder=4, label=f"your best period ({shown_.loc[best, 'period']})")
-        last = shown_.index[-1]
-        ax.scatter([x[last]], [shown_.loc[last, "share_in_time"] * 100], s=110,
-                   facecolors="none", edgecolors="#d2691e", linewidths=2, zorder=5,
-                   label=f"latest ({shown_.loc[last, 'period']})")
-        ax.set_xlim(x.min() - pd.Timedelta(days=30), x.max() + pd.Timedelta(days=30))
-    else:
-        ax.text(0.5, 0.5, "Fewer than 11 steps have fallen due so far, even over a whole year",
-                transform=ax.transAxes, ha="center", va="center", color="#666")
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m"))
-    ax.set_ylim(0, 105)
-    ax.set_ylabel("% of steps taken in time")
-    ax.set_title(f"{agency}: your own timeliness against your own past")
-    ax.legend(loc="lower left", fontsize=8, frameon=False)
-    return figure_png(fig)
-
-
-def write_personal_best(settings: Settings, agency: str, frame: pd.DataFrame) -> Path:
-    png = personal_best_chart(agency, frame)
+def write_personal_best(settings: Settings, agency: str, frame: pd.DataFrame,
+                        png: bytes) -> Path:
     folder = settings.outbox / agency
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "personal_best.png").write_bytes(png)
@@ -360,29 +302,11 @@ def contract_rows(outcomes: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_index(settings: Settings, tables: dict[str, pd.DataFrame], package: Path,
-                charts: dict[str, Path]) -> Path:
+                charts: dict[str, Path], pngs: dict[str, object]) -> Path:
     by_zip = tables["policy_lead_followup_by_zip"]
     city = by_zip[by_zip["zip5"] == "ALL"].sort_values("month")
-    fig, ax = plt.subplots(figsize=(9, 3.2), dpi=110)
-    ax.bar(pd.to_datetime(city["month"]), city["children_tested"].astype("float"), width=20,
-           color="#3b6ea5")
-    ax.set_title("Children tested for lead each month (city)")
-    tested_png = figure_png(fig)
+    tested_png, followup_png = pngs["tested"], pngs["followup"]
     pooled = tables["policy_followup_pooled"]
-    fig, ax = plt.subplots(figsize=(9, 3.6), dpi=110)
-    colours = ["#3b6ea5", "#d2691e", "#2e8b57", "#8b3a62", "#6b6b00", "#444"]
-    for (_, series), colour in zip(pooled.groupby("rule_title", sort=True), colours * 3):
-        share_trend(ax, series, str(series["rule_title"].iloc[0]), colour)
-    ax.set_ylim(0, 105)
-    ax.set_ylabel("% of steps taken in time")
-    ax.set_title("Follow-up steps taken in time (city), by month or pooled period")
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m"))
-    if len(pooled):
-        ax.legend(loc="lower left", fontsize=7, frameon=False)
-    else:
-        ax.text(0.5, 0.5, "No follow-up step has fallen due yet", transform=ax.transAxes,
-                ha="center", va="center", color="#666")
-    followup_png = figure_png(fig)
     recent = (pooled.sort_values(["rule_title", "period_start"]).groupby("rule_title").tail(6)
               .assign(partial=lambda d: d["partial"].map({True: "not yet complete",
                                                           False: ""}),

@@ -1,5 +1,5 @@
 """A second Python process for the run's work that needs neither Dagster nor a store: the feeds'
-Great Expectations suites.
+Great Expectations suites, and the published charts.
 
 Importing Great Expectations costs about 4.5 s (with scipy, altair and some 500 modules of its
 own); loading Dagster, dagster-dbt and dbt for the definitions costs about as much again, and
@@ -17,6 +17,7 @@ when the run's process dies without a goodbye. Nothing it does touches a store; 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import socket
@@ -30,8 +31,11 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 # what the worker does as it starts, before its first request: Great Expectations imported
-# and its context open
+# and its context open; and later, once it has been idle a second (ingest done, linkage or dbt
+# under way), matplotlib for the charts
 PRELOAD = ("expectations.suites:warm",)
+WHEN_IDLE = ("pipelines.charts:warm",)
+IDLE_SECONDS = 1.0
 
 
 class WorkerFailed(RuntimeError):
@@ -56,8 +60,12 @@ def _serve(conn: Connection) -> None:
     for name in PRELOAD:
         _task(name)()
     conn.send(("ready", os.getpid()))
+    later = list(WHEN_IDLE)
     while True:
         try:
+            while later and not conn.poll(IDLE_SECONDS):
+                with contextlib.suppress(Exception):  # the request itself will say what fails
+                    _task(later.pop(0))()
             name, args = conn.recv()
         except (EOFError, OSError):
             # the run's process is done or gone: end at once, without unloading GX's modules
@@ -67,8 +75,8 @@ def _serve(conn: Connection) -> None:
         try:
             reply: tuple[bool, Any] = (True, _task(name)(*args))
         except BaseException as exc:  # noqa: BLE001 (sent back to the caller, who raises)
-            reply = (False, f"{name} failed in Plumbline's worker process:\n"
-                            f"{''.join(traceback.format_exception(exc))}")
+            told = "".join(traceback.format_exception(exc))
+            reply = (False, f"{name} failed in Plumbline's worker process:\n{told}")
         del args
         conn.send(reply)
         del reply

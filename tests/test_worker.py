@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 from datetime import date
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -67,7 +68,7 @@ def test_the_worker_ends_with_the_process_that_started_it(tmp_path) -> None:
         except ProcessLookupError:
             return
         # a zombie has exited; its parent (gone) is no longer there to reap it
-        status = open(f"/proc/{pid}/stat").read().split(")")[-1].split()[0]
+        status = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
         if status == "Z":
             return
         time.sleep(0.2)

@@ -16,14 +16,8 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
 from pipelines.datalab.matching import OutcomeResult
 from pipelines.pages import render
-from pipelines.publish import figure_png
 
 
 @dataclass
@@ -248,6 +242,8 @@ LIMITS = (
 
 
 def chart(rep: Report) -> bytes:
+    from pipelines.charts import figure_png, plt  # matplotlib only for a week with reports
+
     shown = [r for r in rep.outcomes if r.ci is not None]
     fig, ax = plt.subplots(figsize=(7, 0.7 + 0.45 * max(1, len(shown))), dpi=110)
     if shown:
