@@ -36,6 +36,10 @@ from typing import Any
 PRELOAD = ("expectations.suites:warm",)
 WHEN_IDLE = ("pipelines.charts:warm",)
 IDLE_SECONDS = 1.0
+# what a worker may keep beyond its libraries after a request before it starts itself afresh
+# (when idle): a judged delivery of 250,000 rows leaves some 150-300 MB in Python's small-object
+# arenas that no trim returns, and the run's linkage needs the memory more
+KEEP_MB = 100
 
 
 class WorkerFailed(RuntimeError):
@@ -56,16 +60,32 @@ def _release_memory() -> None:
         pass
 
 
-def _serve(conn: Connection) -> None:
+def _rss_mb() -> float:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def _serve(conn: Connection, again: bool = False) -> None:
+    """Answer requests until the pipe closes. `again`: this process replaced a worker that had
+    grown (the caller already had its "ready")."""
     for name in PRELOAD:
         _task(name)()
-    conn.send(("ready", os.getpid()))
-    later = list(WHEN_IDLE)
+    if not again:
+        conn.send(("ready", os.getpid()))
+    later, grown, baseline = list(WHEN_IDLE), False, _rss_mb()
     while True:
         try:
-            while later and not conn.poll(IDLE_SECONDS):
+            while (later or grown) and not conn.poll(IDLE_SECONDS):
+                if grown:  # the same pipe, a fresh heap: this program again, in this process
+                    sys.stderr.flush()
+                    os.execv(sys.executable, [sys.executable, "-m", "pipelines.worker",
+                                              str(conn.fileno()), "again"])
                 with contextlib.suppress(Exception):  # the request itself will say what fails
                     _task(later.pop(0))()
+                baseline = _rss_mb()
             name, args = conn.recv()
         except (EOFError, OSError):
             # the run's process is done or gone: end at once, without unloading GX's modules
@@ -81,6 +101,7 @@ def _serve(conn: Connection) -> None:
         conn.send(reply)
         del reply
         _release_memory()
+        grown = _rss_mb() > baseline + KEEP_MB
 
 
 class Pending:
@@ -176,4 +197,4 @@ WORKER = Worker()
 
 
 if __name__ == "__main__":
-    _serve(Connection(int(sys.argv[1])))
+    _serve(Connection(int(sys.argv[1])), again=sys.argv[2:] == ["again"])

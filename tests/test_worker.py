@@ -73,3 +73,33 @@ def test_the_worker_ends_with_the_process_that_started_it(tmp_path) -> None:
             return
         time.sleep(0.2)
     pytest.fail(f"the worker {pid} outlived the process that started it")
+
+
+HELD: list[str] = []
+
+
+def grow(n: int) -> int:
+    """(Run in the worker) keep n small strings, as a judged delivery's cells leave behind."""
+    HELD.extend(f"cell {i}" for i in range(n))
+    return len(HELD)
+
+
+def held() -> int:
+    return len(HELD)
+
+
+def test_a_worker_that_grew_starts_afresh_when_idle() -> None:
+    """After a large delivery the worker's heap is given back: it replaces itself (same pipe,
+    same process id) once no request has come for a second, and answers as before."""
+    worker = Worker()
+    try:
+        pid = worker.call("os:getpid")
+        assert worker.call("tests.test_worker:grow", 3_000_000) == 3_000_000
+        time.sleep(6)  # idle: the worker runs itself again, Great Expectations loaded anew
+        assert worker.call("tests.test_worker:held") == 0
+        assert worker.call("os:getpid") == pid
+        text = cells([GOOD, dict(GOOD, RESULT="high")])
+        assert worker.call("expectations.suites:judge", HEALTH, text, date(2026, 6, 30)) == {
+            1: [("RESULT", validate(HEALTH, text, date(2026, 6, 30))[0][1][0][1])]}
+    finally:
+        worker.stop()
