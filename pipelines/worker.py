@@ -10,8 +10,8 @@ converts the same cells in its own process (`expectations.suites.derive`), so a 
 is read on both cores too.
 
 One worker per process, started on first use wherever it was not started early (the UI's runs,
-tests). It reads requests from a pipe and exits when the pipe closes: when the run ends, and
-when the run's process dies without a goodbye. Nothing it does touches a store; what it is sent
+tests). It reads requests from a socket and exits when the socket closes: when the run ends,
+and when the run's process dies without a goodbye. Nothing it does touches a store; what it is sent
 (a delivery's cells) stays in memory and is never logged.
 """
 
@@ -79,7 +79,7 @@ def _serve(conn: Connection, again: bool = False) -> None:
     while True:
         try:
             while (later or grown) and not conn.poll(IDLE_SECONDS):
-                if grown:  # the same pipe, a fresh heap: this program again, in this process
+                if grown:  # the same socket, a fresh heap: this program again, in this process
                     sys.stderr.flush()
                     os.execv(sys.executable, [sys.executable, "-m", "pipelines.worker",
                                               str(conn.fileno()), "again"])
@@ -140,6 +140,8 @@ class Worker:
         if (self._process is not None and self._pid == os.getpid()
                 and self._process.poll() is None):
             return
+        if self._conn is not None and self._pid == os.getpid():
+            self._conn.close()  # a worker that died: its end of the socket goes with it
         # `python -m pipelines.worker`, not multiprocessing's spawn: spawn would re-run the
         # caller's main script in the child, and a script calling plumbline need not guard it
         mine, theirs = socket.socketpair()
