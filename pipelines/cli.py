@@ -103,6 +103,18 @@ def run_pipeline(settings: Settings, selection: list | None = None) -> bool:
     from pipelines.worker import WORKER
 
     WORKER.start()  # imports Great Expectations on the other core while this one loads Dagster
+    from pipelines.dbt_manifest import dbt_executable, prepare
+    from pipelines.dbt_ready import ReadyDbt
+
+    ready_dbt = ReadyDbt()
+    try:
+        ready_dbt.prepare(dbt_executable())  # the definitions' dbt resource starts its launcher
+        return _run_job(settings, selection, ready_dbt)
+    finally:
+        ready_dbt.close()
+
+
+def _run_job(settings: Settings, selection: list | None, ready_dbt) -> bool:
     from pipelines.dbt_manifest import prepare
 
     prepare()  # the dbt manifest, parsed here when the project changed, never on import
@@ -119,6 +131,7 @@ def run_pipeline(settings: Settings, selection: list | None = None) -> bool:
         if stale:
             print(f"{stale} earlier run(s) had died without ending; marked failed.",
                   file=sys.stderr)
+        ready_dbt.start()  # dbt loads on the other core while the run ingests and links
         result = job.execute_in_process(
             instance=instance, raise_on_error=False, asset_selection=selection,
             tags={**run_tags(settings.as_of.isoformat(), str(settings.data_dir), "cli"),

@@ -13,6 +13,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_as
 from packaging import version
 
 from pipelines.dbt_manifest import DBT_DIR, current_manifest, dbt_executable
+from pipelines.dbt_ready import launcher as ready_dbt_launcher
 from pipelines.defs.resources import PlumblineSettings
 from pipelines.stores import connect, engine_from_env, warehouse_lock
 from pipelines.warehouse import SRC_TABLES, build_sources, write_sources
@@ -40,7 +41,10 @@ class PlumblineDbtCli(DbtCliResource):
 
 
 def dbt_resource() -> DbtCliResource:
-    return PlumblineDbtCli(project_dir=dbt_project, dbt_executable=dbt_executable())
+    """dbt for the definitions; under `plumbline run`, the launcher of a dbt process started
+    ahead of the step (pipelines/dbt_ready.py), which runs the installed dbt when it must."""
+    return PlumblineDbtCli(project_dir=dbt_project,
+                           dbt_executable=ready_dbt_launcher() or dbt_executable())
 
 
 @dg.multi_asset(

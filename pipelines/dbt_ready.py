@@ -1,0 +1,237 @@
+"""dbt, loaded before the run needs it.
+
+dagster-dbt runs `dbt build` as a process of its own when the dbt step starts. On a 2-core
+machine that process spends about 1.7 s importing dbt-core and its DuckDB adapter before it
+does anything, and about 0.5 s unloading them after its last line: some 2 s of every run,
+whatever the city's size, while the first core waits.
+
+`plumbline run` therefore starts one dbt process early (`python -m pipelines.dbt_ready`): it
+imports dbt while the run ingests and links, then waits. dagster-dbt still starts "dbt" for the
+step, with its arguments, environment and working directory, and reads its output as ever; the
+executable it starts is a small launcher (written to a private folder each run), which hands
+those to the waiting process along with its own stdin, stdout and stderr, and exits with dbt's
+exit code. The waiting process runs dbt's own command line (`dbt.cli.main.cli`) once, exactly as
+the `dbt` script would, and ends without unloading anything.
+
+Nothing else changes: the same dbt, the same files, the same output stream. Whenever the
+waiting process is not there (runs from the UI or the daemon, a second dbt command in one run,
+a process that died), the launcher runs the installed `dbt` itself. An interrupt sent to the
+launcher (Dagster's cancel) is passed on to dbt.
+
+The launcher reaches the waiting process through a socket in a folder only this user can read,
+and the waiting process serves only a process of the same user.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import select
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+
+# the launcher dagster-dbt starts as "dbt": the standard library only, so it starts in
+# milliseconds (run with -IS: no site packages, no user environment)
+LAUNCHER = r'''
+import json, os, signal, socket, struct, sys
+
+args = sys.argv[1:]
+real = os.environ["PLUMBLINE_DBT_REAL"]
+
+
+def run_it_here():
+    os.execv(real, [real, *args])
+
+
+path = os.environ.get("PLUMBLINE_DBT_READY", "")
+if not path or not os.path.exists(path):
+    run_it_here()
+conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+try:
+    conn.connect(path)
+    request = json.dumps({"argv": args, "cwd": os.getcwd(), "env": dict(os.environ)}).encode()
+    socket.send_fds(conn, [struct.pack("!I", len(request))], [0, 1, 2])
+    conn.sendall(request)
+    taken = b""
+    while len(taken) < 8:
+        chunk = conn.recv(8 - len(taken))
+        if not chunk:
+            break
+        taken += chunk
+except OSError:
+    taken = b""
+if len(taken) < 8:  # gone before it took the command: nothing ran, so run it here
+    conn.close()
+    run_it_here()
+pid = int.from_bytes(taken, "big")
+
+
+def forward(signum, frame):
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+for sig in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(sig, forward)
+code = b""
+while len(code) < 4:
+    try:
+        chunk = conn.recv(4 - len(code))
+    except InterruptedError:
+        continue
+    if not chunk:
+        break
+    code += chunk
+if len(code) < 4:
+    sys.stderr.write("dbt ended without an exit code: its process died (pid %d)\n" % pid)
+    sys.exit(1)
+sys.exit(int.from_bytes(code, "big", signed=True))
+'''
+
+# imported while waiting: the command line, the DuckDB adapter, and what a build loads
+PRELOAD = ("dbt.cli.main", "dbt.adapters.duckdb", "dbt.adapters.duckdb.impl",
+           "dbt.task.build", "dbt.parser.manifest", "dbt.contracts.graph.manifest")
+
+
+def _receive_exact(conn: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = conn.recv(n - len(data))
+        if not chunk:
+            raise EOFError("the launcher went away")
+        data += chunk
+    return data
+
+
+def serve(listener: socket.socket, lifeline: socket.socket) -> None:
+    """Import dbt, wait for one command (or for the run's end), run it, and end."""
+    from importlib import import_module
+
+    for name in PRELOAD:
+        import_module(name)
+    from dbt.cli.main import cli
+
+    while True:
+        ready, _, _ = select.select([listener, lifeline], [], [])
+        if lifeline in ready:  # the run ended (or died) without needing dbt
+            os._exit(0)
+        conn, _ = listener.accept()
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        if struct.unpack("3i", creds)[1] != os.getuid():
+            conn.close()
+            continue
+        try:
+            header, fds, _, _ = socket.recv_fds(conn, 4, 3)
+            request = json.loads(_receive_exact(conn, struct.unpack("!I", header)[0]))
+        except (OSError, EOFError, ValueError, struct.error):
+            conn.close()
+            continue
+        if len(fds) == 3:
+            break
+        for fd in fds:
+            os.close(fd)
+        conn.close()
+    listener.close()
+    conn.sendall(os.getpid().to_bytes(8, "big"))  # taken: from here on, dbt runs here
+    sys.stdout.flush()
+    sys.stderr.flush()
+    for target, fd in zip((0, 1, 2), fds, strict=True):
+        os.dup2(fd, target)
+        os.close(fd)
+    os.environ.clear()
+    os.environ.update(request["env"])
+    os.chdir(request["cwd"])
+    sys.argv = ["dbt", *request["argv"]]
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # dbt cancels on KeyboardInterrupt
+    code = 1
+    try:
+        cli.main(args=request["argv"], prog_name="dbt")  # the `dbt` script's own entry point
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    except BaseException:  # noqa: BLE001 (dbt's own crash, told as the dbt script would)
+        traceback.print_exc()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        conn.sendall(code.to_bytes(4, "big", signed=True))
+    finally:
+        os._exit(0)  # without unloading dbt: whoever waits for the step waits for this too
+
+
+class ReadyDbt:
+    """One waiting dbt process for one run: `prepare()` before the definitions load (they
+    read `launcher()`), `start()` when the run is about to begin, `close()` when it ended."""
+
+    def __init__(self) -> None:
+        self._folder: Path | None = None
+        self._listener: socket.socket | None = None
+        self._lifeline: socket.socket | None = None
+        self._process: subprocess.Popen | None = None
+
+    def prepare(self, real_dbt: str) -> None:
+        self._folder = Path(tempfile.mkdtemp(prefix="plumbline-dbt-"))  # 0700: this user's
+        launcher = self._folder / "dbt"
+        launcher.write_text(f"#!{sys.executable} -IS\n{LAUNCHER}")
+        launcher.chmod(0o700)
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._listener.bind(str(self._folder / "ready.sock"))
+        self._listener.listen(1)
+        os.environ["PLUMBLINE_DBT_REAL"] = real_dbt
+        os.environ["PLUMBLINE_DBT_LAUNCHER"] = str(launcher)
+
+    def start(self) -> None:
+        if self._listener is None:
+            return
+        mine, theirs = socket.socketpair()
+        self._lifeline = mine
+        with theirs:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "pipelines.dbt_ready", str(self._listener.fileno()),
+                 str(theirs.fileno())],
+                pass_fds=(self._listener.fileno(), theirs.fileno()), stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL)
+        # the waiting process holds the only listening end: if it dies, the launcher's connect
+        # is refused at once (and dbt runs there), instead of waiting on a queue nobody serves
+        self._listener.close()
+        self._listener = None
+        os.environ["PLUMBLINE_DBT_READY"] = str(self._folder / "ready.sock")
+
+    def close(self) -> None:
+        for name in ("PLUMBLINE_DBT_READY", "PLUMBLINE_DBT_LAUNCHER", "PLUMBLINE_DBT_REAL"):
+            os.environ.pop(name, None)
+        if self._lifeline is not None:
+            self._lifeline.close()
+        if self._listener is not None:
+            self._listener.close()
+        if self._process is not None:
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+        self._folder = self._listener = self._lifeline = self._process = None
+
+
+def launcher() -> str | None:
+    """The launcher to give dagster-dbt as its dbt executable, when this run has one."""
+    return os.environ.get("PLUMBLINE_DBT_LAUNCHER") or None
+
+
+if __name__ == "__main__":
+    # a Ctrl-C at the terminal reaches the whole process group: while waiting, this process
+    # leaves it to the run (dbt itself gets it once it runs, from the launcher as well)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    serve(socket.socket(fileno=int(sys.argv[1])), socket.socket(fileno=int(sys.argv[2])))

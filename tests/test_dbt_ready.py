@@ -1,0 +1,109 @@
+"""dbt started ahead of the dbt step (pipelines/dbt_ready.py): the launcher dagster-dbt runs as
+"dbt" hands its command to the waiting process, or runs the installed dbt itself."""
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from pipelines.dbt_manifest import DBT_DIR, dbt_executable
+from pipelines.dbt_ready import ReadyDbt, launcher
+
+
+@pytest.fixture()
+def ready() -> Iterator[ReadyDbt]:
+    keep = dict(os.environ)
+    r = ReadyDbt()
+    r.prepare(dbt_executable())
+    try:
+        yield r
+    finally:
+        r.close()
+        os.environ.clear()
+        os.environ.update(keep)
+
+
+def dbt(*args: str) -> subprocess.CompletedProcess:
+    """What dagster-dbt does: the executable it was given, output piped, in the project."""
+    exe = launcher()
+    assert exe is not None
+    return subprocess.run([exe, *args], capture_output=True, text=True, cwd=DBT_DIR,
+                          env=dict(os.environ), timeout=120, check=False)
+
+
+def served(r: ReadyDbt) -> int | None:
+    """The waiting process's exit code once it has ended (it serves one command), else None."""
+    assert r._process is not None
+    try:
+        return r._process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def test_the_waiting_process_runs_the_command_and_ends(ready: ReadyDbt) -> None:
+    ready.start()
+    done = dbt("--help")
+    assert done.returncode == 0, done.stderr
+    assert "Usage: dbt [OPTIONS]" in done.stdout
+    assert served(ready) == 0  # it ran there: the waiting process took it and ended
+
+
+def test_dbt_s_exit_code_and_error_come_through_the_launcher(ready: ReadyDbt) -> None:
+    ready.start()
+    done = dbt("build", "--no-such-option")
+    assert done.returncode == 2
+    assert "No such option" in done.stdout + done.stderr
+    assert served(ready) == 0
+
+
+def test_without_a_waiting_process_the_launcher_runs_the_installed_dbt(ready: ReadyDbt) -> None:
+    # prepared, never started (a run from the UI has neither): the installed dbt runs
+    done = dbt("--help")
+    assert done.returncode == 0 and "Usage: dbt" in done.stdout
+
+
+def test_a_waiting_process_that_died_leaves_the_command_to_the_installed_dbt(
+        ready: ReadyDbt) -> None:
+    ready.start()
+    assert ready._process is not None
+    ready._process.kill()
+    ready._process.wait()
+    done = dbt("build", "--no-such-option")
+    assert done.returncode == 2 and "No such option" in done.stdout + done.stderr
+
+
+def test_a_second_command_in_one_run_runs_the_installed_dbt(ready: ReadyDbt) -> None:
+    ready.start()
+    assert dbt("--help").returncode == 0
+    assert served(ready) == 0
+    second = dbt("--help")
+    assert second.returncode == 0 and "Usage: dbt" in second.stdout
+
+
+def test_the_waiting_process_ends_with_the_run_that_never_needed_it(ready: ReadyDbt) -> None:
+    ready.start()
+    process = ready._process
+    assert process is not None
+    time.sleep(0.5)
+    ready.close()
+    assert process.poll() is not None
+    assert launcher() is None and "PLUMBLINE_DBT_READY" not in os.environ
+
+
+def test_an_interrupt_sent_to_the_launcher_stops_dbt(ready: ReadyDbt, tmp_path) -> None:
+    """Dagster cancels a dbt step by sending SIGINT to the process it started."""
+    import signal
+
+    ready.start()
+    time.sleep(2)  # dbt loaded
+    started = subprocess.Popen(
+        [launcher(), "parse", "--no-partial-parse"], cwd=DBT_DIR, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=dict(os.environ, PLUMBLINE_DATA_DIR=str(tmp_path), DBT_TARGET_PATH=str(tmp_path)))
+    time.sleep(1)
+    started.send_signal(signal.SIGINT)
+    out, _ = started.communicate(timeout=60)
+    assert started.returncode != 0 and b"KeyboardInterrupt" in out
+    assert served(ready) == 0  # dbt ran in the waiting process, and it is gone
