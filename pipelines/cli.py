@@ -103,7 +103,7 @@ def run_pipeline(settings: Settings, selection: list | None = None) -> bool:
     from pipelines.worker import WORKER
 
     WORKER.start()  # imports Great Expectations on the other core while this one loads Dagster
-    from pipelines.dbt_manifest import dbt_executable, prepare
+    from pipelines.dbt_manifest import dbt_executable
     from pipelines.dbt_ready import ReadyDbt
 
     ready_dbt = ReadyDbt()
@@ -118,6 +118,7 @@ def _run_job(settings: Settings, selection: list | None, ready_dbt) -> bool:
     from pipelines.dbt_manifest import prepare
 
     prepare()  # the dbt manifest, parsed here when the project changed, never on import
+    from pipelines import publish
     from pipelines.definitions import defs
 
     job = defs.resolve_implicit_global_asset_job_def()
@@ -132,12 +133,16 @@ def _run_job(settings: Settings, selection: list | None, ready_dbt) -> bool:
             print(f"{stale} earlier run(s) had died without ending; marked failed.",
                   file=sys.stderr)
         ready_dbt.start()  # dbt loads on the other core while the run ingests and links
-        result = job.execute_in_process(
-            instance=instance, raise_on_error=False, asset_selection=selection,
-            tags={**run_tags(settings.as_of.isoformat(), str(settings.data_dir), "cli"),
-                  **process_tags()},
-            # the summary below is what a person reads; step logs stay in the UI's run view
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
+        publish.DRAW_EARLY = True  # every step runs here: charts can be drawn once dbt is done
+        try:
+            result = job.execute_in_process(
+                instance=instance, raise_on_error=False, asset_selection=selection,
+                tags={**run_tags(settings.as_of.isoformat(), str(settings.data_dir), "cli"),
+                      **process_tags()},
+                # the summary below is what a person reads; step logs stay in the UI's run view
+                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
+        finally:
+            publish.DRAW_EARLY = False
     if not result.success:
         for event in result.all_events:
             if event.is_step_failure and event.step_failure_data:

@@ -17,6 +17,7 @@ Only the suppressed, aggregate marts are published; nothing here can name a chil
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import numbers
@@ -24,6 +25,8 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
+from concurrent.futures import Future
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -35,7 +38,7 @@ from pipelines.dbt_manifest import dbt_executable
 from pipelines.pages import render
 from pipelines.stores import Settings, publication_lock, seed_values, share, warehouse_lock
 from pipelines.suppression import FOLLOWUP_PAIRS
-from pipelines.worker import WORKER
+from pipelines.worker import WORKER, Pending
 
 PUBLISHED = ("policy_lead_followup_by_zip", "policy_lead_followup_by_band",
              "policy_followup_pooled", "agency_timeliness_monthly", "agency_timeliness_pooled",
@@ -81,22 +84,79 @@ def write_dictionary(settings: Settings, manifest: Path) -> Path:
     return target
 
 
+def published_tables(wh: duckdb.DuckDBPyConnection) -> dict[str, pd.DataFrame]:
+    return {t: wh.execute(f"select * from marts.{t}").df() for t in PUBLISHED}
+
+
+def chart_inputs(tables: dict[str, pd.DataFrame]) -> dict[str, object]:
+    """What the publication's charts are drawn from (pipelines.charts.draw)."""
+    pooled = tables["agency_timeliness_pooled"]
+    by_zip = tables["policy_lead_followup_by_zip"]
+    # every organisation with steps due gets its page, even when no period can be shown yet
+    return {"personal_best": {agency: pooled[pooled["agency"] == agency] for agency
+                              in sorted(set(tables["agency_timeliness_monthly"]["agency"]))},
+            "tested": by_zip[by_zip["zip5"] == "ALL"].sort_values("month"),
+            "followup": tables["policy_followup_pooled"]}
+
+
+# Under `plumbline run` one process runs every step, so the charts can be drawn in the worker
+# as soon as dbt has built the marts (draw_early), while the alert lists are written, instead
+# of while the publication waits for them. The publication takes that drawing only when it
+# was drawn from exactly what it publishes; otherwise it draws its own.
+DRAW_EARLY = False
+_early: dict[str, tuple[str, Future]] = {}
+
+
+def _digest(inputs: object, h=None) -> str:
+    """A digest of the charts' inputs by content: their frames' columns, types and values."""
+    h = h or hashlib.sha256()
+    if isinstance(inputs, dict):
+        for key in sorted(inputs):
+            h.update(repr(key).encode())
+            _digest(inputs[key], h)
+    else:
+        assert isinstance(inputs, pd.DataFrame)
+        h.update(repr([(c, str(t)) for c, t in inputs.dtypes.items()]).encode())
+        h.update(pd.util.hash_pandas_object(inputs, index=True).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+def draw_early(wh: duckdb.DuckDBPyConnection) -> None:
+    """Start drawing the charts of the marts just built (only where DRAW_EARLY says one process
+    runs the publication after this; the drawing is kept for it in this process)."""
+    if not DRAW_EARLY:
+        return
+    inputs = chart_inputs(published_tables(wh))
+    drawing: Future = Future()
+
+    def draw() -> None:
+        try:
+            drawing.set_result(WORKER.call("pipelines.charts:draw", inputs))
+        except BaseException as exc:  # noqa: BLE001 (the publication raises it, or draws again)
+            drawing.set_exception(exc)
+
+    threading.Thread(target=draw, name="plumbline-draw-early", daemon=True).start()
+    _early["charts"] = (_digest(inputs), drawing)
+
+
+def _drawing(inputs: dict[str, object]) -> Future | Pending:
+    """The charts of `inputs`: drawn early from the same tables, or sent to the worker now."""
+    early = _early.pop("charts", None)
+    if early is not None and early[0] == _digest(inputs):
+        return early[1]
+    return WORKER.submit("pipelines.charts:draw", inputs)  # drawn in the worker meanwhile
+
+
 def publish_all(settings: Settings, manifest: Path | None = None) -> dict[str, object]:
     with (warehouse_lock(settings.data_dir),
           duckdb.connect(str(settings.warehouse_path), read_only=True) as wh):
-        tables = {t: wh.execute(f"select * from marts.{t}").df() for t in PUBLISHED}
+        tables = published_tables(wh)
         contracts = wh.execute(
             "select * from staging.stg_providers__contracts qualify row_number() over "
             "(partition by contract_id order by extract_date desc) = 1 "
             "order by contract_id").df()  # one order, so the same data gives the same bytes
     pooled = tables["agency_timeliness_pooled"]
-    by_zip = tables["policy_lead_followup_by_zip"]
-    # every organisation with steps due gets its page, even when no period can be shown yet
-    drawing = WORKER.submit("pipelines.charts:draw", {
-        "personal_best": {agency: pooled[pooled["agency"] == agency]
-                          for agency in sorted(set(tables["agency_timeliness_monthly"]["agency"]))},
-        "tested": by_zip[by_zip["zip5"] == "ALL"].sort_values("month"),
-        "followup": tables["policy_followup_pooled"]})  # drawn in the worker meanwhile
+    drawing: Future | Pending | None = _drawing(chart_inputs(tables))
     try:
         with publication_lock(settings.data_dir):  # two runs at once publish one after another
             version = publish_snapshot(settings.data_dir / "published", tables)
@@ -110,7 +170,8 @@ def publish_all(settings: Settings, manifest: Path | None = None) -> dict[str, o
             write_index(settings, tables, package, charts, pngs)
     finally:
         if drawing is not None:
-            drawing.result()
+            with contextlib.suppress(Exception):  # the error on the way out is the one told
+                drawing.result()
         share(settings.data_dir / "published")
         share(settings.outbox / "public")
     return {"version": version, "ocds_releases": len(contracts), "charts": len(charts)}

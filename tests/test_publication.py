@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import subprocess
@@ -191,3 +192,43 @@ def test_the_audit_catches_a_pooled_quarter_that_gives_a_month_away() -> None:
     assert _audit(s, pairs, 11, "t") == []
     s.known({s.index[(m, "due")]: 1.0 for m in months})  # the quarter's steps due
     assert _audit(s, pairs, 11, "t") == ["t: ('2026-03', 'due') can be worked out"]
+
+
+def test_charts_drawn_early_are_published_only_when_drawn_from_what_is_published(
+        pipeline_run: Run, tmp_path: Path) -> None:
+    """`plumbline run` draws the charts as soon as dbt is done (pipelines.publish.draw_early);
+    the publication takes that drawing only when its tables are the ones drawn, else it draws
+    its own: a chart never shows other data than the page it is published with."""
+    from pipelines import publish
+    from pipelines.charts import draw
+    from pipelines.stores import Settings
+
+    data_dir = tmp_path / "data"
+    shutil.copytree(pipeline_run.data_dir, data_dir, ignore=shutil.ignore_patterns("*.lock"))
+    settings = Settings(landing=pipeline_run.city.landing, data_dir=data_dir, as_of=AS_OF,
+                        pseudonym_key=b"test-key-not-secret")
+    wh_path = str(data_dir / "warehouse.duckdb")
+    publish.DRAW_EARLY = True
+    try:
+        with duckdb.connect(wh_path, read_only=True) as wh:
+            publish.draw_early(wh)
+        assert "charts" in publish._early
+        publish.publish_all(settings)
+        assert not publish._early  # taken by the publication
+        with duckdb.connect(wh_path, read_only=True) as wh:
+            publish.draw_early(wh)
+        early = publish._early["charts"][1].result()
+        with duckdb.connect(wh_path) as wh:  # the marts change after the early drawing
+            wh.execute("update marts.policy_lead_followup_by_zip set children_tested = "
+                       "coalesce(children_tested, 0) + 100 where zip5 = 'ALL'")
+            tables = publish.published_tables(wh)
+        publish.publish_all(settings)
+        assert not publish._early
+    finally:
+        publish.DRAW_EARLY = False
+        publish._early.clear()
+    now = draw(publish.chart_inputs(tables))
+    assert now["tested"] != early["tested"]
+    page = (data_dir / "outbox" / "public" / "index.html").read_text()
+    assert base64.b64encode(now["tested"]).decode() in page
+    assert base64.b64encode(early["tested"]).decode() not in page

@@ -15,6 +15,7 @@ from packaging import version
 from pipelines.dbt_manifest import DBT_DIR, current_manifest, dbt_executable
 from pipelines.dbt_ready import launcher as ready_dbt_launcher
 from pipelines.defs.resources import PlumblineSettings
+from pipelines.publish import draw_early
 from pipelines.stores import connect, engine_from_env, warehouse_lock
 from pipelines.warehouse import SRC_TABLES, build_sources, write_sources
 
@@ -176,6 +177,7 @@ def plumbline_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource,
         # dbt is done with the file: each table's row count and every model's columns
         with connect(settings.warehouse_path, read_only=True) as wh:
             described = table_metadata(wh)
+            draw_early(wh)  # the publication's charts, drawn while the lists are written
     for event in events:
         if isinstance(event, dg.Output):
             key = context.asset_key_for_output(event.output_name)
