@@ -449,15 +449,12 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
         con.execute("rollback")
         raise
     moved = sum(1 for u, p in prior_in.items() if u in now_of and now_of[u] != p)
-    totals = con.execute(
-        "select count(*), count(distinct person_id), max(n), "
-        "coalesce(sum(n) filter (where n > 1), 0) from (select person_id, count(*) "
-        "over (partition by person_id) as n from linkage.person_crosswalk)").fetchall()[0]
-    n_records, n_persons = totals[0], totals[1]
-    largest = totals[2] or 0
-    linked_share = float(con.execute(
-        "select coalesce(sum(n) filter (where n > 1), 0) / greatest(sum(n), 1) from "
-        "(select count(*) as n from linkage.person_crosswalk group by person_id)").fetchall()[0][0])
+    # one pass over the persons' sizes: records, persons, the largest, the share linked
+    n_records, n_persons, largest, linked = con.execute(
+        "select coalesce(sum(n), 0), count(*), coalesce(max(n), 0), "
+        "coalesce(sum(n) filter (where n > 1), 0) from (select count(*) as n "
+        "from linkage.person_crosswalk group by person_id)").fetchall()[0]
+    linked_share = float(linked / max(n_records, 1))
     previous = con.execute(
         "select linked_share from linkage.run_stats order by run_at desc limit 1").fetchall()
     now = datetime.now(UTC).replace(tzinfo=None)

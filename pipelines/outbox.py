@@ -367,15 +367,33 @@ def write_alert_lists(settings: Settings, feeds: tuple[Feed, ...] = FEEDS
 def record_map(vault: duckdb.DuckDBPyConnection, key: bytes) -> None:
     """The pseudonym -> record map the lists need (tests, students), recomputed from the vault
     with the key at the moment a list is written, into a temporary table: it is never stored.
-    The same HMAC the warehouse's sources computed (pipelines.warehouse.pseudonyms_in)."""
-    kinds = (("test", "test_id", "health__blood_lead"),
-             ("student", "studentid", "schools__enrollment"))
-    with pseudonyms_in(vault, pseudonym=key):
+    The same HMAC the warehouse's sources computed (pipelines.warehouse.pseudonyms_in).
+
+    An alert's evidence is a record of its own child, so the records of the children with open
+    alerts are tried first (a tenth of a city's, or less); every record only if some evidence
+    was not among them (the warehouse built from another linkage than the vault's)."""
+    kinds = (("test", "test_id", "health__blood_lead", "health", "evidence_test_key"),
+             ("student", "studentid", "schools__enrollment", "schools", "evidence_student_key"))
+
+    def build(only_open: bool) -> None:
         vault.execute("create or replace temp table record_map as " + " union all ".join(
             f"select '{kind}' as kind, pseudonym('{kind}', {column}) as pseudonym, "
-            f"{column} as record_key from (select distinct {column} from raw.{table} "
-            f"where {column} is not null)"
-            for kind, column, table in kinds))
+            f"{column} as record_key from (select distinct r.{column} from raw.{table} as r "
+            + (f"join linkage.person_crosswalk as x on x.source = '{source}' and x.record_key"
+               f" = r.{column} and x.person_id in (select person_id from wh.marts.lead_alerts"
+               f" where status = 'OPEN' and {evidence} is not null) " if only_open else "")
+            + f"where r.{column} is not null)"
+            for kind, column, table, source, evidence in kinds))
+
+    with pseudonyms_in(vault, pseudonym=key):
+        build(only_open=True)
+        missing = vault.execute(
+            "select count(*) from wh.marts.lead_alerts as a where a.status = 'OPEN' and ("
+            + " or ".join(f"(a.{evidence} is not null and not exists (select 1 from record_map"
+                          f" as m where m.kind = '{kind}' and m.pseudonym = a.{evidence}))"
+                          for kind, _, _, _, evidence in kinds) + ")").fetchall()[0][0]
+        if missing:
+            build(only_open=False)
     vault.execute("drop table if exists linkage.record_pseudonyms")  # stored by old releases
 
 

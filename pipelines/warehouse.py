@@ -15,7 +15,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import duckdb
@@ -243,51 +245,114 @@ def declared_source(vault: duckdb.DuckDBPyConnection, feed: Feed) -> pa.Table:
                          f"s.* exclude (record_key) from ({sql}) as s")
 
 
-def build_sources(vault: duckdb.DuckDBPyConnection, key: bytes,
-                  feeds: tuple[Feed, ...] = FEEDS) -> dict[str, pa.Table]:
-    """Read the vault and return the pseudonymous src tables (nothing identifiable left)."""
+def iter_sources(vault: duckdb.DuckDBPyConnection, key: bytes,
+                 feeds: tuple[Feed, ...] = FEEDS) -> Iterator[tuple[str, pa.Table]]:
+    """Read the vault and give the pseudonymous src tables (nothing identifiable left), each
+    as soon as it is built: (src table name, its rows)."""
     check_key(vault, key)  # a run with another key stops here, before any pseudonym changes
     refresh_street_lines(vault)
     # the episode anchor alert ids are built on: unchanged when the key is rotated
     with pseudonyms_in(vault, pseudonym=key, anchor=anchor_salt(vault)):
-        health = _table(vault, _pseudonymised(
+        yield "health_tests", _table(vault, _pseudonymised(
             HEALTH_SQL, ("test_id", "pat_address", "pat_zip"),
             [("test_uid", "anchor", "test-anchor", "test_id"),
              ("test_key", "pseudonym", "test", "test_id")],
             dwelling=("pat_address", None, "pat_zip")))
-        insp = _table(vault, _pseudonymised(
+        yield "housing_inspections", _table(vault, _pseudonymised(
             INSPECTIONS_SQL, ("inspection_id", "address", "unit", "zip"),
             [("inspection_key", "pseudonym", "inspection", "inspection_id")],
             dwelling=("address", "unit", "zip")))
-        res = _table(vault, _pseudonymised(
+        yield "housing_residents", _table(vault, _pseudonymised(
             RESIDENTS_SQL, ("household_id", "address", "unit", "zip"),
             [("household_key", "pseudonym", "household", "household_id")],
             dwelling=("address", "unit", "zip")))
-        enr = _table(vault, _pseudonymised(
+        yield "schools_enrollment", _table(vault, _pseudonymised(
             ENROLLMENT_SQL, ("studentid", "zip"),
             [("student_key", "pseudonym", "student", "studentid")], zip_column="zip"))
-        svc = _table(vault, _pseudonymised(
+        yield "provider_services", _table(vault, _pseudonymised(
             SERVICES_SQL, ("record_key",), [("service_key", "pseudonym", "service", "record_key")]))
-        contracts = _table(vault, CONTRACTS_SQL)
-        feedback = _table(vault, FEEDBACK_SQL)
+        yield "provider_contracts", _table(vault, CONTRACTS_SQL)
+        yield "alert_feedback", _table(vault, FEEDBACK_SQL)
         # the data lab matches on sex; the birth date stays in the vault (ages come in months)
-        persons = _table(vault, "select person_id, sex from linkage.persons")
-        declared = {f.name: declared_source(vault, f) for f in person_feeds(feeds)
-                    if f.name not in HAND_WRITTEN}
-    return {"health_tests": health, "housing_inspections": insp, "housing_residents": res,
-            "schools_enrollment": enr, "provider_services": svc, "provider_contracts": contracts,
-            "alert_feedback": feedback, "persons": persons, **declared}
+        yield "persons", _table(vault, "select person_id, sex from linkage.persons")
+        for f in person_feeds(feeds):
+            if f.name not in HAND_WRITTEN:
+                yield f.name, declared_source(vault, f)
 
 
-def write_sources(warehouse: duckdb.DuckDBPyConnection, tables: dict[str, pa.Table]) -> None:
+def build_sources(vault: duckdb.DuckDBPyConnection, key: bytes,
+                  feeds: tuple[Feed, ...] = FEEDS) -> dict[str, pa.Table]:
+    """Every pseudonymous src table at once: {name: rows}."""
+    return dict(iter_sources(vault, key, feeds))
+
+
+def write_sources(warehouse: duckdb.DuckDBPyConnection,
+                  tables: Mapping[str, pa.Table] | Iterator[tuple[str, pa.Table]]
+                  ) -> dict[str, int]:
+    """Replace the src tables in one transaction; returns each one's row count. Given them as
+    they are built (`iter_sources`), each is written while the next is built, on the other
+    core: writing took a third of the step at 1M people."""
+    pairs = iter(tables.items()) if isinstance(tables, Mapping) else _built_ahead(tables)
+    counts: dict[str, int] = {}
     warehouse.execute("create schema if not exists src")
     warehouse.execute("begin transaction")
     try:
-        for name, frame in tables.items():
+        for name, frame in pairs:
             warehouse.register("frame", frame)
             warehouse.execute(f"create or replace table src.{name} as select * from frame")
             warehouse.unregister("frame")
+            counts[name] = frame.num_rows
         warehouse.execute("commit")
-    except Exception:
+    except BaseException:
         warehouse.execute("rollback")
         raise
+    finally:
+        if hasattr(pairs, "close"):
+            pairs.close()
+    return counts
+
+
+def _built_ahead(pairs: Iterator[tuple[str, pa.Table]]) -> Iterator[tuple[str, pa.Table]]:
+    """`pairs`, produced in a thread of their own one item ahead of the caller. If the caller
+    stops early, the producer stops at its next item and is waited for, so nothing runs on
+    after the caller's connections close; its error is raised here."""
+    handoff: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in pairs:
+                while not stop.is_set():
+                    try:
+                        handoff.put(("item", item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    break
+            else:
+                handoff.put(("done", None))
+        except BaseException as exc:  # noqa: BLE001 (raised in the caller)
+            handoff.put(("error", exc))
+        finally:
+            close = getattr(pairs, "close", None)
+            if close is not None:
+                close()
+
+    producer = threading.Thread(target=produce, name="plumbline-src-build", daemon=True)
+    producer.start()
+    try:
+        while True:
+            kind, value = handoff.get()
+            if kind == "item":
+                yield value
+            elif kind == "error":
+                raise value
+            else:
+                return
+    finally:
+        stop.set()
+        while producer.is_alive():
+            with contextlib.suppress(queue.Empty):
+                handoff.get(timeout=0.1)
+        producer.join()

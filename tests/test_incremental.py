@@ -213,3 +213,42 @@ def test_the_standard_zip_in_sql_is_the_linkage_one() -> None:
             f"select {_zip5_sql('v')} from unnest(?) with ordinality as t(v, i) order by i",
             [values]).fetchall()]
     assert got == [std_zip(v) for v in values]
+
+
+def test_src_tables_written_as_they_are_built_are_replaced_all_or_none(tmp_path: Path) -> None:
+    """The src step writes each table while the next is built (pipelines.warehouse
+    write_sources over iter_sources): a failure on either side leaves the last run's tables,
+    and the building stops with it."""
+    import threading
+
+    import pyarrow as pa
+
+    from pipelines.warehouse import write_sources
+
+    wh = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    assert write_sources(wh, {"a": pa.table({"x": [1]})}) == {"a": 1}
+
+    def vault_breaks():
+        yield "a", pa.table({"x": [2, 3]})
+        raise RuntimeError("the vault broke")
+
+    with pytest.raises(RuntimeError, match="the vault broke"):
+        write_sources(wh, vault_breaks())
+    assert wh.execute("select x from src.a").fetchall() == [(1,)]
+
+    built: list[int] = []
+
+    def many():
+        for i in range(50):
+            built.append(i)
+            yield ("a" if i == 0 else "not a name;"), pa.table({"x": [i]})
+
+    with pytest.raises(duckdb.Error):
+        write_sources(wh, many())
+    assert wh.execute("select x from src.a").fetchall() == [(1,)]
+    assert len(built) < 5  # stopped, not built to the end
+    assert not any(t.name == "plumbline-src-build" for t in threading.enumerate())
+    assert write_sources(wh, iter([("a", pa.table({"x": [7]})), ("b", pa.table({"y": [8]}))])
+                         ) == {"a": 1, "b": 1}
+    assert wh.execute("select x from src.a union all select y from src.b").fetchall() == [
+        (7,), (8,)]

@@ -232,3 +232,33 @@ def test_alert_ids_and_feedback_survive_a_merge_and_a_split(pipeline_run: Run,
     assert (now.loc[common, "contact_attempts"] >= 1).all()
     assert set(touched.alert_id) & set(after.alert_id), "the relinked children's alerts remain"
     assert (after[after.alert_id.isin(touched.alert_id)].contact_attempts >= 1).all()
+
+
+def test_each_listed_test_is_found_whether_or_not_the_vault_links_as_the_warehouse_did(
+        pipeline_run: Run, tmp_path: Path) -> None:
+    """The lists look an alert's evidence up among its own child's records first (a tenth of
+    the city's), and among every record when the vault's linkage has moved on since the
+    warehouse was built: the same tests either way."""
+    from pipelines.outbox import write_alert_lists
+    from pipelines.stores import Settings
+
+    data = tmp_path / "data"
+    shutil.copytree(pipeline_run.data_dir, data, ignore=shutil.ignore_patterns("dagster_home"))
+    settings = Settings(landing=pipeline_run.city.landing, data_dir=data, as_of=AS_OF,
+                        pseudonym_key=b"test-key-not-secret")
+
+    def listed() -> list[tuple]:
+        with duckdb.connect(str(data / "vault.duckdb")) as vault:
+            rows = vault.execute("select alert_id, agency, evidence_test_id from "
+                                 "delivery.list_items order by all").fetchall()
+            vault.execute("delete from delivery.list_items")
+        return rows
+
+    first = listed()
+    assert sum(1 for *_, test in first if test) > 5
+    write_alert_lists(settings)
+    assert listed() == first
+    with duckdb.connect(str(data / "vault.duckdb")) as vault:  # relinked, warehouse not rebuilt
+        vault.execute("update linkage.person_crosswalk set person_id = 'P' || person_id")
+    write_alert_lists(settings)
+    assert listed() == first

@@ -17,7 +17,7 @@ from pipelines.dbt_ready import launcher as ready_dbt_launcher
 from pipelines.defs.resources import PlumblineSettings
 from pipelines.publish import draw_early
 from pipelines.stores import connect, engine_from_env, warehouse_lock
-from pipelines.warehouse import SRC_TABLES, build_sources, write_sources
+from pipelines.warehouse import SRC_TABLES, build_sources, iter_sources, write_sources
 
 ENGINE = engine_from_env()  # where the warehouse is built: DuckDB files, or Spark
 
@@ -60,19 +60,20 @@ def dbt_resource() -> DbtCliResource:
 def warehouse_sources(context: dg.AssetExecutionContext, plumbline: PlumblineSettings):
     """Copy what dbt may see from the vault to the warehouse, pseudonymised on the way."""
     settings = plumbline.settings()
-    with connect(settings.vault_path) as vault:
-        tables = build_sources(vault, settings.pseudonym_key)
-    with warehouse_lock(settings.data_dir):
+    # the warehouse's lock before the vault, as every step that holds both takes them
+    with warehouse_lock(settings.data_dir), connect(settings.vault_path) as vault:
         if settings.engine == "spark":
             from pipelines.spark import write_spark_sources
 
+            tables = build_sources(vault, settings.pseudonym_key)
             write_spark_sources(tables, settings.spark_dir / "src")
+            counts = {name: frame.num_rows for name, frame in tables.items()}
         else:
-            with connect(settings.warehouse_path) as wh:
-                write_sources(wh, tables)
-    for name, frame in tables.items():
+            with connect(settings.warehouse_path) as wh:  # each table written as the next is built
+                counts = write_sources(wh, iter_sources(vault, settings.pseudonym_key))
+    for name, rows in counts.items():
         yield dg.MaterializeResult(asset_key=["src", name],
-                                   metadata={"rows": dg.MetadataValue.int(len(frame))})
+                                   metadata={"rows": dg.MetadataValue.int(rows)})
 
 
 def describe_test(node: Mapping[str, Any], table: str) -> str:
