@@ -50,7 +50,7 @@ real = os.environ["PLUMBLINE_DBT_REAL"]
 
 
 def run_it_here():
-    os.execv(real, [real, *args])
+    os.execvp(real, [real, *args])
 
 
 path = os.environ.get("PLUMBLINE_DBT_READY", "")
@@ -194,28 +194,42 @@ class ReadyDbt:
         self._lifeline: socket.socket | None = None
         self._process: subprocess.Popen | None = None
 
-    def prepare(self, real_dbt: str) -> None:
-        self._folder = Path(tempfile.mkdtemp(prefix="plumbline-dbt-"))  # 0700: this user's
-        launcher = self._folder / "dbt"
-        launcher.write_text(f"#!{sys.executable} -IS\n{LAUNCHER}")
-        launcher.chmod(0o700)
-        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._listener.bind(str(self._folder / "ready.sock"))
-        self._listener.listen(1)
+    def prepare(self, real_dbt: str) -> bool:
+        """Write the launcher and open the socket; False (and dbt runs as it always did) where
+        that cannot be done: a temporary folder mounted noexec, a socket path too long, an
+        interpreter path a script's first line cannot name."""
+        try:
+            self._folder = Path(tempfile.mkdtemp(prefix="plumbline-dbt-"))  # 0700: this user's
+            if (os.statvfs(self._folder).f_flag & getattr(os, "ST_NOEXEC", 0)
+                    or any(c.isspace() for c in sys.executable)):
+                raise OSError("the launcher could not be run from here")
+            launcher = self._folder / "dbt"
+            launcher.write_text(f"#!{sys.executable} -IS\n{LAUNCHER}")
+            launcher.chmod(0o700)
+            self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self._listener.bind(str(self._folder / "ready.sock"))
+            self._listener.listen(1)
+        except OSError:
+            self.close()
+            return False
         os.environ["PLUMBLINE_DBT_REAL"] = real_dbt
         os.environ["PLUMBLINE_DBT_LAUNCHER"] = str(launcher)
+        return True
 
     def start(self) -> None:
         if self._listener is None:
             return
         mine, theirs = socket.socketpair()
         self._lifeline = mine
-        with theirs:
-            self._process = subprocess.Popen(
-                [sys.executable, "-m", "pipelines.dbt_ready", str(self._listener.fileno()),
-                 str(theirs.fileno())],
-                pass_fds=(self._listener.fileno(), theirs.fileno()), stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL)
+        try:
+            with theirs:
+                self._process = subprocess.Popen(
+                    [sys.executable, "-m", "pipelines.dbt_ready", str(self._listener.fileno()),
+                     str(theirs.fileno())],
+                    pass_fds=(self._listener.fileno(), theirs.fileno()),
+                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        except OSError:  # no second process: the launcher runs the installed dbt
+            return
         # the waiting process holds the only listening end: if it dies, the launcher's connect
         # is refused at once (and dbt runs there), instead of waiting on a queue nobody serves
         self._listener.close()

@@ -107,3 +107,19 @@ def test_an_interrupt_sent_to_the_launcher_stops_dbt(ready: ReadyDbt, tmp_path) 
     out, _ = started.communicate(timeout=60)
     assert started.returncode != 0 and b"KeyboardInterrupt" in out
     assert served(ready) == 0  # dbt ran in the waiting process, and it is gone
+
+
+def test_where_the_launcher_could_not_run_dbt_runs_as_it_always_did(monkeypatch) -> None:
+    """A temporary folder mounted noexec (hardened servers): no launcher, no waiting process."""
+    import pipelines.dbt_ready as ready_module
+
+    class NoExec:
+        f_flag = getattr(os, "ST_NOEXEC", 8)
+
+    monkeypatch.setattr(ready_module.os, "statvfs", lambda path: NoExec())
+    r = ReadyDbt()
+    assert r.prepare(dbt_executable()) is False
+    assert launcher() is None and r._folder is None
+    r.start()
+    assert r._process is None
+    r.close()
