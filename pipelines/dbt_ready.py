@@ -50,9 +50,30 @@ real = os.environ["PLUMBLINE_DBT_REAL"]
 
 
 def run_it_here():
+    if pending:  # cancelled before dbt started
+        sys.exit(130)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.execvp(real, [real, *args])
 
 
+pid = 0
+pending = []
+
+
+def forward(signum, frame):
+    """An interrupt (Dagster's cancel) goes to dbt, or waits until dbt's process is known."""
+    if not pid:
+        pending.append(signum)
+        return
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+for sig in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(sig, forward)
 path = os.environ.get("PLUMBLINE_DBT_READY", "")
 if not path or not os.path.exists(path):
     run_it_here()
@@ -74,17 +95,8 @@ if len(taken) < 8:  # gone before it took the command: nothing ran, so run it he
     conn.close()
     run_it_here()
 pid = int.from_bytes(taken, "big")
-
-
-def forward(signum, frame):
-    try:
-        os.kill(pid, signum)
-    except ProcessLookupError:
-        pass
-
-
-for sig in (signal.SIGINT, signal.SIGTERM):
-    signal.signal(sig, forward)
+for signum in pending:
+    forward(signum, None)
 code = b""
 while len(code) < 4:
     try:
@@ -157,6 +169,8 @@ def serve(listener: socket.socket, lifeline: socket.socket) -> None:
             os.close(fd)
         conn.close()
     listener.close()
+    # dbt cancels on KeyboardInterrupt: set before the launcher learns whom to interrupt
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     conn.sendall(os.getpid().to_bytes(8, "big"))  # taken: from here on, dbt runs here
     sys.stdout.flush()
     sys.stderr.flush()
@@ -167,7 +181,6 @@ def serve(listener: socket.socket, lifeline: socket.socket) -> None:
     os.environ.update(request["env"])
     os.chdir(request["cwd"])
     sys.argv = ["dbt", *request["argv"]]
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # dbt cancels on KeyboardInterrupt
     code = 1
     try:
         cli.main(args=request["argv"], prog_name="dbt")  # the `dbt` script's own entry point

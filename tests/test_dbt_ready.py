@@ -102,9 +102,11 @@ def test_an_interrupt_sent_to_the_launcher_stops_dbt(ready: ReadyDbt, tmp_path) 
         [launcher(), "parse", "--no-partial-parse"], cwd=DBT_DIR, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env=dict(os.environ, PLUMBLINE_DATA_DIR=str(tmp_path), DBT_TARGET_PATH=str(tmp_path)))
-    time.sleep(1)
+    assert started.stdout is not None
+    first = started.stdout.readline()  # dbt has started ("Running with dbt=...")
     started.send_signal(signal.SIGINT)
     out, _ = started.communicate(timeout=60)
+    assert b"dbt" in first
     assert started.returncode != 0 and b"KeyboardInterrupt" in out
     assert served(ready) == 0  # dbt ran in the waiting process, and it is gone
 
