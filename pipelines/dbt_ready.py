@@ -24,6 +24,7 @@ and the waiting process serves only a process of the same user.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import logging
@@ -188,6 +189,9 @@ def serve(listener: socket.socket, lifeline: socket.socket) -> None:
         code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
     except BaseException:  # noqa: BLE001 (dbt's own crash, told as the dbt script would)
         traceback.print_exc()
+    # what the dbt script's exit would run: dbt-duckdb closes its database there, which
+    # writes DuckDB's log into the file (otherwise every later reader replays it)
+    atexit._run_exitfuncs()
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
