@@ -11,7 +11,8 @@ step, with its arguments, environment and working directory, and reads its outpu
 executable it starts is a small launcher (written to a private folder each run), which hands
 those to the waiting process along with its own stdin, stdout and stderr, and exits with dbt's
 exit code. The waiting process runs dbt's own command line (`dbt.cli.main.cli`) once, exactly as
-the `dbt` script would, and ends without unloading anything.
+the `dbt` script would, runs the script's exit handlers (dbt-duckdb closes its database there),
+and ends without unloading anything.
 
 Nothing else changes: the same dbt, the same files, the same output stream. Whenever the
 waiting process is not there (runs from the UI or the daemon, a second dbt command in one run,
