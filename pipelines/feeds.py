@@ -449,7 +449,9 @@ def distinct_rosters(feeds: tuple[Feed, ...] = FEEDS) -> dict[str, int]:
 
 def person_records_sql(feeds: tuple[Feed, ...] = FEEDS) -> str:
     """One row per person-record, the latest version of each, in the roles linkage reads:
-    derived from the declarations, so a new person-bearing feed is linked without more code."""
+    derived from the declarations, so a new person-bearing feed is linked without more code.
+    In no particular order: linkage orders what it needs by record (sorting every record
+    here took 0.3-0.5 s of each 1M run)."""
     parts = []
     for feed in person_feeds(feeds):
         assert feed.person is not None
@@ -467,5 +469,4 @@ def person_records_sql(feeds: tuple[Feed, ...] = FEEDS) -> str:
             f"select '{feed.person.source}' as source, {feed.record_key_sql('r')} as record_key, "
             + ", ".join(f"{expr} as {role}" for expr, role in zip(roles, PERSON_ROLES, strict=True))
             + f"\nfrom raw.{feed.name} as r\n{feed.latest_version_sql('r')}")
-    return ("select * from (\n" + "\nunion all\n".join(f"({q})" for q in parts)
-            + "\n) order by source, record_key")
+    return "\nunion all\n".join(f"({q})" for q in parts)
