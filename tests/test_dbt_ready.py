@@ -125,3 +125,26 @@ def test_where_the_launcher_could_not_run_dbt_runs_as_it_always_did(monkeypatch)
     r.start()
     assert r._process is None
     r.close()
+
+
+def test_the_waiting_process_parses_ahead_from_the_saved_state(ready: ReadyDbt, tmp_path) -> None:
+    data = tmp_path / "data"
+    os.environ["PLUMBLINE_DATA_DIR"] = str(data)
+    # the parse state a build keeps in the data dir (pipelines/defs/warehouse/assets.py)
+    subprocess.run([dbt_executable(), "parse", "--target-path", str(data / "dbt_runs")],
+                   cwd=DBT_DIR, env=dict(os.environ), capture_output=True, check=True,
+                   timeout=300)
+    ready.start()
+    assert ready._folder is not None
+    warm = ready._folder / "warm"
+    deadline = time.monotonic() + 120
+    while not (warm / "manifest.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert (warm / "manifest.json").exists()  # parsed ahead, into the run's private folder
+    done = dbt("ls", "--resource-type", "seed", "--target-path", str(tmp_path / "target"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "plumbline.lead_bands" in done.stdout
+    assert served(ready) == 0  # the command ran in the process that parsed ahead
+    assert sorted(p.name for p in data.iterdir()) == ["dbt_runs"]  # no database opened
+    ready.close()
+    assert not warm.exists()
