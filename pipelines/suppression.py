@@ -49,14 +49,16 @@ def disclosed_small_cells(table: pd.DataFrame, group_keys: list[str], cell: str,
     for m in measures:
         small = table[(table[m] >= 1) & (table[m] < k)]
         problems += [f"{m}={v} published" for v in small[m]]
-    if (table[cell] == TOTAL).any():
-        for key, rows in table.groupby(group_keys):
-            is_total = rows[cell] == TOTAL
-            for m in measures:
-                total = rows.loc[is_total, m]
-                missing = rows.loc[~is_total, m].isna().sum()
-                if missing == 1 and total.notna().all():
-                    problems.append(f"{key} {m}: one suppressed cell beside a published total")
+    is_total = table[cell] == TOTAL
+    if is_total.any() and measures:
+        # per group and measure: its suppressed cells, and its totals that are suppressed too
+        gaps = pd.DataFrame({**{(m, "cells"): ~is_total & table[m].isna() for m in measures},
+                             **{(m, "totals"): is_total & table[m].isna() for m in measures}})
+        per_group = gaps.groupby([table[k] for k in group_keys]).sum()
+        for key, row in per_group.iterrows():
+            key = key if isinstance(key, tuple) else (key,)
+            problems += [f"{key} {m}: one suppressed cell beside a published total"
+                         for m in measures if row[(m, "cells")] == 1 and row[(m, "totals")] == 0]
     for due, in_time in pairs:
         both = table[due].notna() & table[in_time].notna()
         late = table.loc[both, due] - table.loc[both, in_time]
