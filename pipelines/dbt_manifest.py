@@ -31,10 +31,15 @@ def manifest_is_stale() -> bool:
     """The manifest is missing, or older than a file of the dbt project or its seeds."""
     if not MANIFEST.exists():
         return True
-    built = MANIFEST.stat().st_mtime
+    return project_changed_since(MANIFEST.stat().st_mtime)
+
+
+def project_changed_since(when: float) -> bool:
+    """A file of the dbt project or its seeds was modified after `when` (a modification time)."""
     sources = [*(DBT_DIR / d for d in ("models", "macros", "tests")), REPO_ROOT / "seeds"]
-    files = [DBT_DIR / "dbt_project.yml", *(f for d in sources for f in d.rglob("*"))]
-    return any(f.is_file() and f.stat().st_mtime > built for f in files)
+    files = [DBT_DIR / "dbt_project.yml", DBT_DIR / "profiles.yml",
+             *(f for d in sources for f in d.rglob("*"))]
+    return any(f.is_file() and f.stat().st_mtime > when for f in files)
 
 
 def prepare() -> Path:

@@ -153,13 +153,15 @@ def _warm_up(folder: Path) -> None:
     validators, its (de)serialisers, the manifest's writers), about 1-2 s of a build's start.
     It opens no database and writes only into `folder`; whatever goes wrong here, the build
     runs as it would have."""
+    from pipelines.dbt_manifest import DBT_DIR, project_changed_since
+
     state = Path(os.environ.get("PLUMBLINE_DATA_DIR", "")) / "dbt_runs" / "partial_parse.msgpack"
-    if not state.is_file():  # the first run: a full parse here would only be done twice
+    # none kept yet (the first run), or the project changed since: dbt would parse it all here,
+    # for as long as the build will again, and the build could be kept waiting for it
+    if not state.is_file() or project_changed_since(state.stat().st_mtime):
         return
     with contextlib.suppress(Exception):
         from dbt.cli.main import dbtRunner
-
-        from pipelines.dbt_manifest import DBT_DIR
 
         folder.mkdir(mode=0o700, exist_ok=True)
         shutil.copyfile(state, folder / "partial_parse.msgpack")
