@@ -21,21 +21,19 @@
               and not config.get('sql_header')) }}
 {%- endmacro %}
 
-{% materialization table, adapter='duckdb' %}
-  {%- if not plumbline_replaces_in_one_statement() -%}
-    {{ return(dbt.materialization_table_duckdb()) }}
-  {%- endif -%}
+{#- The model replaced as a `kind` ('table' or 'view') in one statement, between its hooks. -#}
+{% macro plumbline_replace_relation(kind) %}
   {%- set existing_relation = load_cached_relation(this) -%}
-  {%- set target_relation = this.incorporate(type='table') -%}
+  {%- set target_relation = this.incorporate(type=kind) -%}
 
   {{ run_hooks(pre_hooks, inside_transaction=False) }}
   -- `BEGIN` happens here:
   {{ run_hooks(pre_hooks, inside_transaction=True) }}
-  {% if existing_relation is not none and not existing_relation.is_table %}
+  {% if existing_relation is not none and existing_relation.type != kind %}
     {{ adapter.drop_relation(existing_relation) }}
   {% endif %}
   {% call statement('main') -%}
-    create or replace table {{ target_relation }} as (
+    create or replace {{ kind }} {{ target_relation }} as (
       {{ sql }}
     );
   {%- endcall %}
@@ -46,31 +44,18 @@
   {{ run_hooks(post_hooks, inside_transaction=False) }}
 
   {{ return({'relations': [target_relation]}) }}
+{% endmacro %}
+
+{% materialization table, adapter='duckdb' %}
+  {%- if not plumbline_replaces_in_one_statement() -%}
+    {{ return(dbt.materialization_table_duckdb()) }}
+  {%- endif -%}
+  {{ return(plumbline_replace_relation('table')) }}
 {% endmaterialization %}
 
 {% materialization view, adapter='duckdb' %}
   {%- if not plumbline_replaces_in_one_statement() -%}
     {{ return(dbt.materialization_view_default()) }}
   {%- endif -%}
-  {%- set existing_relation = load_cached_relation(this) -%}
-  {%- set target_relation = this.incorporate(type='view') -%}
-
-  {{ run_hooks(pre_hooks, inside_transaction=False) }}
-  -- `BEGIN` happens here:
-  {{ run_hooks(pre_hooks, inside_transaction=True) }}
-  {% if existing_relation is not none and not existing_relation.is_view %}
-    {{ adapter.drop_relation(existing_relation) }}
-  {% endif %}
-  {% call statement('main') -%}
-    create or replace view {{ target_relation }} as (
-      {{ sql }}
-    );
-  {%- endcall %}
-  {% do persist_docs(target_relation, model) %}
-  {{ run_hooks(post_hooks, inside_transaction=True) }}
-  -- `COMMIT` happens here
-  {{ adapter.commit() }}
-  {{ run_hooks(post_hooks, inside_transaction=False) }}
-
-  {{ return({'relations': [target_relation]}) }}
+  {{ return(plumbline_replace_relation('view')) }}
 {% endmaterialization %}
