@@ -28,7 +28,11 @@ def _project(root: Path, models: dict[str, str]) -> Path:
 
 
 def _run(project: Path, data: Path) -> str:
-    env = {**os.environ, "PLUMBLINE_DATA_DIR": str(data), "PLUMBLINE_ENGINE": "duckdb"}
+    # what other tests in this process left in the environment (DBT_TARGET_PATH, set by the
+    # Dagster resource, say) must not send this project's artifacts elsewhere
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DBT_")}
+    env.update(PLUMBLINE_DATA_DIR=str(data), PLUMBLINE_ENGINE="duckdb",
+               DBT_TARGET_PATH=str(project / "target"))
     done = subprocess.run([dbt_executable(), "run", "--profiles-dir", str(project)],
                           cwd=project, env=env, capture_output=True, text=True, timeout=300,
                           check=False)
