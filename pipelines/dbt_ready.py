@@ -261,9 +261,9 @@ class ReadyDbt:
         os.environ["PLUMBLINE_DBT_LAUNCHER"] = str(launcher)
         return True
 
-    def start(self, warm: bool = True) -> None:
-        """Start the waiting process; with `warm`, it also runs dbt's parse once ahead
-        (`_warm_up`), with this process's environment (PLUMBLINE_DATA_DIR, the engine)."""
+    def start(self) -> None:
+        """Start the waiting process; it also runs dbt's parse once ahead (`_warm_up`), with
+        this process's environment (PLUMBLINE_DATA_DIR, the engine)."""
         if self._listener is None:
             return
         mine, theirs = socket.socketpair()
@@ -275,8 +275,7 @@ class ReadyDbt:
                      str(theirs.fileno())],
                     pass_fds=(self._listener.fileno(), theirs.fileno()),
                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                    env={**os.environ, "PLUMBLINE_DBT_WARM": str(self._folder / "warm")}
-                    if warm else None)
+                    env={**os.environ, "PLUMBLINE_DBT_WARM": str(self._folder / "warm")})
         except OSError:  # no second process: the launcher runs the installed dbt
             return
         # the waiting process holds the only listening end: if it dies, the launcher's connect

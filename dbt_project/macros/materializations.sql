@@ -7,8 +7,9 @@
     rebuilds some 36 relations, so this is about a third of each model's time in dbt.
 
     Readers see the same thing either way: the old relation until the commit, the new one after.
-    Anything these two do not handle (an enforced contract, grants, indexes, a Python model)
-    goes to dbt-duckdb's own materialization, unchanged. Spark builds through dbt-spark's. -#}
+    Anything these two do not handle (an enforced contract, grants, indexes, a SQL header,
+    DuckLake partitioning or sorting, a Python model) goes to dbt-duckdb's own materialization,
+    unchanged. Spark builds through dbt-spark's. -#}
 
 {% macro plumbline_replaces_in_one_statement() -%}
     {%- set contract = config.get('contract') -%}
