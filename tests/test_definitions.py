@@ -87,3 +87,45 @@ def test_an_older_plumbline_home_gets_the_faster_storage(tmp_path) -> None:
     (theirs / "dagster.yaml").write_text(own)
     prepare_dagster_home(theirs)
     assert (theirs / "dagster.yaml").read_text() == own
+
+
+SPECS = r"""
+import json, sys
+if sys.argv[1] == "dbt-core first":
+    import dagster_dbt  # dagster-dbt as it loads on its own: with dbt-core
+from pipelines.definitions import defs
+
+graph = defs.resolve_asset_graph()
+out = {"dbt modules": sorted(m for m in sys.modules if m == "dbt" or m.startswith("dbt."))[:3]}
+for key in graph.get_all_asset_keys():
+    node = graph.get(key)
+    out[key.to_user_string()] = [sorted(k.to_user_string() for k in node.parent_keys),
+                                 node.description, node.group_name, sorted(node.owners),
+                                 sorted(node.kinds), node.code_version,
+                                 sorted(k for k in node.metadata if "translator" not in k)]
+for check in graph.asset_check_keys:
+    spec = graph.get_check_spec(check)
+    out[f"{check.asset_key.to_user_string()}:{check.name}"] = [
+        spec.description, spec.blocking,
+        sorted(d.asset_key.to_user_string() for d in spec.additional_deps)]
+print(json.dumps(out, sort_keys=True))
+"""
+
+
+def test_definitions_load_dagster_dbt_without_dbt_core() -> None:
+    """The definitions load dagster-dbt without importing dbt-core (dbt runs in a process of its
+    own), and every asset and check comes out as dagster-dbt builds them with dbt-core."""
+    import json
+    import subprocess
+    import sys
+
+    def specs(mode: str) -> dict:
+        done = subprocess.run([sys.executable, "-c", SPECS, mode], capture_output=True,
+                              text=True, check=True)
+        return json.loads(done.stdout)
+
+    light, full = specs("light"), specs("dbt-core first")
+    assert light.pop("dbt modules") == []
+    assert full.pop("dbt modules")  # the comparison did load dbt-core
+    assert len([k for k in light if k.startswith("marts/")]) >= 5
+    assert light == full
