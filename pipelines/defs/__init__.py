@@ -29,7 +29,7 @@ def _load_dagster_dbt_without_dbt_core() -> None:
         else:  # dbt was loaded already (a test's in-process dbt): it stays loaded
             sys.modules["dbt.version"] = hidden
     # dagster-dbt then registers "dbt-fusion" as the engine the UI lists: name the real one
-    DagsterLibraryRegistry._libraries.pop("dbt-fusion", None)  # noqa: SLF001
+    DagsterLibraryRegistry._libraries.pop("dbt-fusion", None)
     DagsterLibraryRegistry.register("dbt-core", importlib.metadata.version("dbt-core"),
                                     is_dagster_package=False)
 
