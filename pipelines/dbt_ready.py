@@ -170,8 +170,9 @@ def _warm_up(folder: Path) -> None:
                             "--target-path", str(folder), "--log-path", str(folder)])
 
 
-def serve(listener: socket.socket, lifeline: socket.socket) -> None:
-    """Import dbt, wait for one command (or for the run's end), run it, and end."""
+def serve(listener: socket.socket, lifeline: socket.socket, folder: Path | None = None) -> None:
+    """Import dbt, wait for one command (or for the run's end), run it, and end. `folder` is
+    the run's private folder, removed here if the run's process is gone by then."""
     loading = threading.Thread(target=_preload, name="plumbline-dbt-preload")
     loading.start()
     loading.join()
@@ -180,7 +181,7 @@ def serve(listener: socket.socket, lifeline: socket.socket) -> None:
     while True:
         ready, _, _ = select.select([listener, lifeline], [], [])
         if lifeline in ready:  # the run ended (or died) without needing dbt
-            os._exit(0)
+            _leave(lifeline, folder)
         conn, _ = listener.accept()
         creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
         if struct.unpack("3i", creds)[1] != os.getuid():
@@ -226,7 +227,18 @@ def serve(listener: socket.socket, lifeline: socket.socket) -> None:
     try:
         conn.sendall(code.to_bytes(4, "big", signed=True))
     finally:
-        os._exit(0)  # without unloading dbt: whoever waits for the step waits for this too
+        _leave(lifeline, folder)
+
+
+def _leave(lifeline: socket.socket, folder: Path | None) -> None:
+    """End this process without unloading dbt (whoever waits for the step waits for this too).
+    If the run's process is gone (its end of the lifeline closed: it ended, or it was killed and
+    never reached `ReadyDbt.close()`), remove the run's folder, the launcher and socket in it."""
+    with contextlib.suppress(Exception):
+        gone, _, _ = select.select([lifeline], [], [], 0)
+        if gone and folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+    os._exit(0)
 
 
 class ReadyDbt:
@@ -272,7 +284,7 @@ class ReadyDbt:
             with theirs:
                 self._process = subprocess.Popen(
                     [sys.executable, "-m", "pipelines.dbt_ready", str(self._listener.fileno()),
-                     str(theirs.fileno())],
+                     str(theirs.fileno()), str(self._folder)],
                     pass_fds=(self._listener.fileno(), theirs.fileno()),
                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                     env={**os.environ, "PLUMBLINE_DBT_WARM": str(self._folder / "warm")})
@@ -311,4 +323,5 @@ if __name__ == "__main__":
     # a Ctrl-C at the terminal reaches the whole process group: while waiting, this process
     # leaves it to the run (dbt itself gets it once it runs, from the launcher as well)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    serve(socket.socket(fileno=int(sys.argv[1])), socket.socket(fileno=int(sys.argv[2])))
+    serve(socket.socket(fileno=int(sys.argv[1])), socket.socket(fileno=int(sys.argv[2])),
+          Path(sys.argv[3]) if len(sys.argv) > 3 else None)

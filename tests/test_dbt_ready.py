@@ -3,8 +3,10 @@
 
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -148,3 +150,41 @@ def test_the_waiting_process_parses_ahead_from_the_saved_state(ready: ReadyDbt, 
     assert sorted(p.name for p in data.iterdir()) == ["dbt_runs"]  # no database opened
     ready.close()
     assert not warm.exists()
+
+
+KILLED_RUN = r"""
+import sys, time
+from pipelines.dbt_manifest import dbt_executable
+from pipelines.dbt_ready import ReadyDbt
+
+r = ReadyDbt()
+r.prepare(dbt_executable())
+r.start()
+print(r._folder, r._process.pid, flush=True)
+time.sleep(600)  # killed before it gets to close()
+"""
+
+
+def test_a_killed_run_leaves_no_folder_behind(tmp_path) -> None:
+    """`plumbline run` killed (SIGKILL, or a SIGTERM it does not catch) never reaches close():
+    the waiting process sees the run gone, removes the run's folder and ends."""
+    import signal
+
+    run = subprocess.Popen([sys.executable, "-c", KILLED_RUN], stdout=subprocess.PIPE,
+                           text=True, env=dict(os.environ, PLUMBLINE_DATA_DIR=str(tmp_path)))
+    assert run.stdout is not None
+    folder, pid = run.stdout.readline().split()
+    assert Path(folder).is_dir() and (Path(folder) / "dbt").exists()
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    deadline = time.monotonic() + 90  # the waiting process first finishes importing dbt
+    while time.monotonic() < deadline and Path(folder).exists():
+        time.sleep(0.2)
+    assert not Path(folder).exists()
+    with pytest.raises(ProcessLookupError):
+        for _ in range(50):
+            os.kill(int(pid), 0)  # still there (a zombie of the killed run counts as gone)
+            with open(f"/proc/{pid}/stat") as stat:
+                if stat.read().split()[2] == "Z":
+                    raise ProcessLookupError
+            time.sleep(0.2)
