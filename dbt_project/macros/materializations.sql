@@ -47,16 +47,18 @@
   {{ return({'relations': [target_relation]}) }}
 {% endmacro %}
 
-{% materialization table, adapter='duckdb' %}
+{#- The model as a `kind`, or by `fallback` (dbt-duckdb's own) where one statement will not do. -#}
+{% macro plumbline_materialize(kind, fallback) %}
   {%- if not plumbline_replaces_in_one_statement() -%}
-    {{ return(dbt.materialization_table_duckdb()) }}
+    {{ return(fallback()) }}
   {%- endif -%}
-  {{ return(plumbline_replace_relation('table')) }}
+  {{ return(plumbline_replace_relation(kind)) }}
+{% endmacro %}
+
+{% materialization table, adapter='duckdb' %}
+  {{ return(plumbline_materialize('table', dbt.materialization_table_duckdb)) }}
 {% endmaterialization %}
 
 {% materialization view, adapter='duckdb' %}
-  {%- if not plumbline_replaces_in_one_statement() -%}
-    {{ return(dbt.materialization_view_default()) }}
-  {%- endif -%}
-  {{ return(plumbline_replace_relation('view')) }}
+  {{ return(plumbline_materialize('view', dbt.materialization_view_default)) }}
 {% endmaterialization %}
