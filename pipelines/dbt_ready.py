@@ -241,6 +241,29 @@ def _leave(lifeline: socket.socket, folder: Path | None) -> None:
     os._exit(0)
 
 
+FOLDER_PREFIX = "plumbline-dbt-"
+
+
+def sweep_stale_folders() -> int:
+    """Remove the private folders of runs that are gone, returns how many. A run removes its
+    own (`close()`), and its waiting process does if the run was killed; a kill of the whole
+    process group (a service manager's stop) takes both, and the next run sweeps. A folder is
+    stale when it is this user's and its run's process (`run.pid`, written at `prepare()`) no
+    longer exists; one without that file is left alone."""
+    swept = 0
+    for folder in Path(tempfile.gettempdir()).glob(FOLDER_PREFIX + "*"):
+        with contextlib.suppress(OSError, ValueError):
+            if folder.stat().st_uid != os.getuid():
+                continue
+            pid = int((folder / "run.pid").read_text())
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                shutil.rmtree(folder, ignore_errors=True)
+                swept += 1
+    return swept
+
+
 class ReadyDbt:
     """One waiting dbt process for one run: `prepare()` before the definitions load (they
     read `launcher()`), `start()` when the run is about to begin, `close()` when it ended."""
@@ -255,11 +278,13 @@ class ReadyDbt:
         """Write the launcher and open the socket; False (and dbt runs as it always did) where
         that cannot be done: a temporary folder mounted noexec, a socket path too long, an
         interpreter path a script's first line cannot name."""
+        sweep_stale_folders()
         try:
-            self._folder = Path(tempfile.mkdtemp(prefix="plumbline-dbt-"))  # 0700: this user's
+            self._folder = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX))  # 0700: this user's
             if (os.statvfs(self._folder).f_flag & getattr(os, "ST_NOEXEC", 0)
                     or any(c.isspace() for c in sys.executable)):
                 raise OSError("the launcher could not be run from here")
+            (self._folder / "run.pid").write_text(str(os.getpid()))
             launcher = self._folder / "dbt"
             launcher.write_text(f"#!{sys.executable} -IS\n{LAUNCHER}")
             launcher.chmod(0o700)

@@ -188,3 +188,24 @@ def test_a_killed_run_leaves_no_folder_behind(tmp_path) -> None:
                 if stat.read().split()[2] == "Z":
                     raise ProcessLookupError
             time.sleep(0.2)
+
+
+def test_a_killed_process_group_s_folder_is_swept_by_the_next_run(ready: ReadyDbt) -> None:
+    """A kill of the whole process group (a service manager's stop) takes the waiting process
+    too: the next run's prepare() removes that folder, and leaves a live run's alone."""
+    import signal
+
+    from pipelines.dbt_ready import sweep_stale_folders
+
+    run = subprocess.Popen([sys.executable, "-c", KILLED_RUN], stdout=subprocess.PIPE,
+                           text=True, start_new_session=True)
+    assert run.stdout is not None
+    folder = Path(run.stdout.readline().split()[0])
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    time.sleep(0.5)
+    assert folder.is_dir()  # nobody was left to remove it
+    live = ready._folder
+    assert live is not None and live.is_dir()
+    assert sweep_stale_folders() >= 1
+    assert not folder.exists() and live.is_dir()
