@@ -16,17 +16,34 @@ import contextlib
 import hashlib
 import hmac
 import queue
+import re
 import threading
-from collections.abc import Iterator, Mapping
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 import duckdb
 import pyarrow as pa
 
 from linkage import standardise
 from linkage.standardise import address_key, std_address
-from pipelines.feeds import FEEDS, RESIDENTS, SERVICES, Feed, person_feeds, vault_columns
+from pipelines.feeds import (
+    ENROLLMENT,
+    FEEDS,
+    HEALTH,
+    INSPECTIONS,
+    RESIDENTS,
+    SERVICES,
+    Feed,
+    person_feeds,
+    vault_columns,
+)
 from pipelines.keys import anchor_salt, check_key
+from pipelines.keys import fingerprint as key_fingerprint
+from pipelines.stores import has_table
 
 # linkage's persons (sex only), beside the tables the feeds become
 PERSONS_DESCRIPTION = ("One row per person_id with the sex most of its records give (no name, "
@@ -228,10 +245,77 @@ HAND_WRITTEN = {"health__blood_lead", "housing__residents", "schools__enrollment
                 "providers__services"}
 
 
-def declared_source(vault: duckdb.DuckDBPyConnection, feed: Feed) -> pa.Table:
+@dataclass(frozen=True)
+class Source:
+    """One src table: the vault's rows it is made of (identifiable columns still in), how they
+    are pseudonymised, and, for a table read from a feed's deliveries, the unit its rows are
+    replaced by when a record moves (one test's versions, one household's members, one
+    student's enrollments): its value over the raw row, and its pseudonym in the table."""
+
+    name: str
+    sql: str
+    pseudonymise: Callable[[str], str] = lambda sql: sql
+    feed: Feed | None = None  # None: the table is made whole every run
+    unit_raw: str = ""  # the unit, as SQL over the feed's raw row `r`
+    unit_key: str = ""  # its pseudonym column in the src table
+    unit_kind: str = ""  # the pseudonym's kind
+
+    def select(self, only_changed: bool = False) -> str:
+        """The src table's rows; with `only_changed`, only those of the deliveries not yet in
+        (`_src_new`) and every row of the units in `_src_units`."""
+        sql = self.sql
+        if only_changed:
+            assert self.feed is not None
+            raw = f"raw.{self.feed.name}"
+            assert len(re.findall(rf"\b{re.escape(raw)}\b", sql)) == 1, (self.name, sql)
+            sql = re.sub(rf"\b{re.escape(raw)}\b", (
+                f"(select * from {raw} as r where r._delivery_id in (select delivery_id from "
+                f"_src_new where src = '{self.name}') or {self.unit_raw} in "
+                "(select u from _src_units))"), sql)
+        return self.pseudonymise(sql)
+
+
+def sources(feeds: tuple[Feed, ...] = FEEDS) -> list[Source]:
+    """Every src table, in the order they are built."""
+    out = [
+        Source("health_tests", HEALTH_SQL, partial(
+            _pseudonymised, drop=("test_id", "pat_address", "pat_zip"),
+            keyed=[("test_uid", "anchor", "test-anchor", "test_id"),
+                   ("test_key", "pseudonym", "test", "test_id")],
+            dwelling=("pat_address", None, "pat_zip")),
+            HEALTH, "r.test_id", "test_key", "test"),
+        Source("housing_inspections", INSPECTIONS_SQL, partial(
+            _pseudonymised, drop=("inspection_id", "address", "unit", "zip"),
+            keyed=[("inspection_key", "pseudonym", "inspection", "inspection_id")],
+            dwelling=("address", "unit", "zip")),
+            INSPECTIONS, "r.inspection_id", "inspection_key", "inspection"),
+        Source("housing_residents", RESIDENTS_SQL, partial(
+            _pseudonymised, drop=("household_id", "address", "unit", "zip"),
+            keyed=[("household_key", "pseudonym", "household", "household_id")],
+            dwelling=("address", "unit", "zip")),
+            RESIDENTS, "r.household_id", "household_key", "household"),
+        Source("schools_enrollment", ENROLLMENT_SQL, partial(
+            _pseudonymised, drop=("studentid", "zip"),
+            keyed=[("student_key", "pseudonym", "student", "studentid")], zip_column="zip"),
+            ENROLLMENT, "r.studentid", "student_key", "student"),
+        Source("provider_services", SERVICES_SQL, partial(
+            _pseudonymised, drop=("record_key",),
+            keyed=[("service_key", "pseudonym", "service", "record_key")]),
+            SERVICES, SERVICES.record_key_sql("r"), "service_key", "service"),
+        Source("provider_contracts", CONTRACTS_SQL),
+        Source("alert_feedback", FEEDBACK_SQL),
+        # the data lab matches on sex; the birth date stays in the vault (ages come in months)
+        Source("persons", "select person_id, sex from linkage.persons"),
+    ]
+    for f in person_feeds(feeds):
+        if f.name not in HAND_WRITTEN:
+            out.append(declared_source(f))
+    return out
+
+
+def declared_source(feed: Feed) -> Source:
     """A person-bearing feed's pseudonymous source from its declaration alone: every field not
-    flagged `pii`, the person_id, the extract date, and the record as a keyed pseudonym.
-    Runs inside `pseudonyms_in` (the `pseudonym` macro)."""
+    flagged `pii`, the person_id, the extract date, and the record as a keyed pseudonym."""
     assert feed.person is not None
     kept = [c.lower() for c, _ in vault_columns(feed)
             if not next((f.pii for f in feed.fields if f.column == c), False)
@@ -241,8 +325,20 @@ def declared_source(vault: duckdb.DuckDBPyConnection, feed: Feed) -> pa.Table:
            + f"r._extract_date as extract_date from raw.{feed.name} as r "
            f"join linkage.person_crosswalk as x on x.source = '{feed.person.source}' "
            f"and x.record_key = {feed.record_key_sql('r')}")
-    return _table(vault, f"select pseudonym('{feed.name}', s.record_key) as record_pseudonym, "
-                         f"s.* exclude (record_key) from ({sql}) as s")
+    return Source(feed.name, sql, lambda s: (
+        f"select pseudonym('{feed.name}', s.record_key) as record_pseudonym, "
+        f"s.* exclude (record_key) from ({s}) as s"),
+        feed, feed.record_key_sql("r"), "record_pseudonym", feed.name)
+
+
+class Built(NamedTuple):
+    """A src table's rows as built: the whole table, or (`units` given) rows to add, after
+    every row of the units in `units` (their pseudonyms, in column `unit_key`) is removed."""
+
+    name: str
+    rows: pa.Table
+    unit_key: str = ""
+    units: pa.Table | None = None
 
 
 def iter_sources(vault: duckdb.DuckDBPyConnection, key: bytes,
@@ -253,31 +349,8 @@ def iter_sources(vault: duckdb.DuckDBPyConnection, key: bytes,
     refresh_street_lines(vault)
     # the episode anchor alert ids are built on: unchanged when the key is rotated
     with pseudonyms_in(vault, pseudonym=key, anchor=anchor_salt(vault)):
-        yield "health_tests", _table(vault, _pseudonymised(
-            HEALTH_SQL, ("test_id", "pat_address", "pat_zip"),
-            [("test_uid", "anchor", "test-anchor", "test_id"),
-             ("test_key", "pseudonym", "test", "test_id")],
-            dwelling=("pat_address", None, "pat_zip")))
-        yield "housing_inspections", _table(vault, _pseudonymised(
-            INSPECTIONS_SQL, ("inspection_id", "address", "unit", "zip"),
-            [("inspection_key", "pseudonym", "inspection", "inspection_id")],
-            dwelling=("address", "unit", "zip")))
-        yield "housing_residents", _table(vault, _pseudonymised(
-            RESIDENTS_SQL, ("household_id", "address", "unit", "zip"),
-            [("household_key", "pseudonym", "household", "household_id")],
-            dwelling=("address", "unit", "zip")))
-        yield "schools_enrollment", _table(vault, _pseudonymised(
-            ENROLLMENT_SQL, ("studentid", "zip"),
-            [("student_key", "pseudonym", "student", "studentid")], zip_column="zip"))
-        yield "provider_services", _table(vault, _pseudonymised(
-            SERVICES_SQL, ("record_key",), [("service_key", "pseudonym", "service", "record_key")]))
-        yield "provider_contracts", _table(vault, CONTRACTS_SQL)
-        yield "alert_feedback", _table(vault, FEEDBACK_SQL)
-        # the data lab matches on sex; the birth date stays in the vault (ages come in months)
-        yield "persons", _table(vault, "select person_id, sex from linkage.persons")
-        for f in person_feeds(feeds):
-            if f.name not in HAND_WRITTEN:
-                yield f.name, declared_source(vault, f)
+        for source in sources(feeds):
+            yield source.name, _table(vault, source.select())
 
 
 def build_sources(vault: duckdb.DuckDBPyConnection, key: bytes,
@@ -286,22 +359,196 @@ def build_sources(vault: duckdb.DuckDBPyConnection, key: bytes,
     return dict(iter_sources(vault, key, feeds))
 
 
+# ---------------------------------------------------------------- a week's src tables
+#
+# A weekly run rebuilt every src table from the vault, keyed pseudonyms and all, though few of
+# their rows change in a week. The vault now keeps what the warehouse's src tables were last
+# built from (prep.src_basis: each linked record's person_id and that person's birth date, the
+# two things a row takes from linkage; prep.src_deliveries: the deliveries each table holds,
+# with their row counts), and a run makes only the units that changed: those with a row from a
+# delivery not yet in, or a record whose person or birth date changed, or that joined or left
+# the crosswalk. Everything is made whole again when the pseudonym key, the anchor, the street
+# standardiser or any table's SQL changed, when a delivery a table holds changed, or when the
+# warehouse is not the one the vault's record describes (its build id, in meta.src_build).
+
+PREP_DDL = """
+create schema if not exists prep;
+create table if not exists prep.src_basis (
+    source varchar, record_key varchar, person_id varchar, birth_date date);
+create table if not exists prep.src_deliveries (src varchar, delivery_id varchar, n bigint);
+create table if not exists prep.src_state (fingerprint varchar, build_id varchar);
+"""
+
+BASIS_SQL = """
+select x.source, x.record_key, x.person_id, p.birth_date
+from linkage.person_crosswalk as x left join linkage.persons as p on p.person_id = x.person_id
+"""
+
+
+def _fingerprint(vault: duckdb.DuckDBPyConnection, key: bytes, made: list[Source]) -> str:
+    """What every src row depends on besides the vault's rows and linkage: the key (by its
+    fingerprint, never the key), the anchor, the street standardiser and each table's SQL."""
+    h = hashlib.sha256()
+    h.update(key_fingerprint(key).encode())
+    h.update(hashlib.sha256(anchor_salt(vault)).digest())
+    h.update(STANDARDISER.encode())
+    for s in made:
+        h.update(f"\x1e{s.name}\x1f{s.select()}\x1f{s.select(True) if s.feed else ''}\x1f"
+                 f"{s.unit_raw}".encode())
+    return h.hexdigest()[:32]
+
+
+def _warehouse_build(warehouse: duckdb.DuckDBPyConnection, names: list[str]) -> str | None:
+    """The warehouse's src build id, if it holds every src table as a table of its own."""
+    found = {t for (t,) in warehouse.execute(
+        "select table_name from information_schema.tables where table_schema = 'src' "
+        "and table_type = 'BASE TABLE'").fetchall()}
+    if not set(names) <= found or not has_table(warehouse, "meta", "src_build"):
+        return None
+    row = warehouse.execute("select build_id from meta.src_build").fetchone()
+    return row[0] if row else None
+
+
+def refresh_sources(vault: duckdb.DuckDBPyConnection, warehouse: duckdb.DuckDBPyConnection,
+                    key: bytes, feeds: tuple[Feed, ...] = FEEDS) -> dict[str, dict[str, int]]:
+    """Bring the warehouse's src tables up to the vault: whole the first time and whenever
+    what they are built on changed, else only the units that changed (see above). Each table
+    is written while the next is built, in one transaction. Returns per table its `rows` and
+    the rows `written` this run."""
+    check_key(vault, key)  # a run with another key stops here, before any pseudonym changes
+    refresh_street_lines(vault)
+    vault.execute(PREP_DDL)
+    made = sources(feeds)
+    names = [s.name for s in made]
+    with pseudonyms_in(vault, pseudonym=key, anchor=anchor_salt(vault)):
+        fp = _fingerprint(vault, key, made)
+        state = vault.execute("select fingerprint, build_id from prep.src_state").fetchone()
+        vault.execute("create or replace temp table _src_deliveries_now as " + " union all ".join(
+            [f"select '{s.name}' as src, _delivery_id as delivery_id, count(*) as n "
+             f"from raw.{s.feed.name} group by _delivery_id" for s in made if s.feed]
+            + ["select null::varchar, null::varchar, null::bigint where false"]))
+        incremental = (state is not None and state[0] == fp
+                       and state[1] == _warehouse_build(warehouse, names)
+                       and not vault.execute(  # a delivery a table holds, changed or gone
+                           "select 1 from (select * from prep.src_deliveries except "
+                           "select * from _src_deliveries_now) limit 1").fetchall())
+        try:
+            if incremental:
+                # the records whose person or birth date changed, or that joined or left
+                vault.execute(f"""
+                    create or replace temp table _src_moved as
+                    select coalesce(n.source, b.source) as source,
+                           coalesce(n.record_key, b.record_key) as record_key
+                    from ({BASIS_SQL}) as n full join prep.src_basis as b
+                      on b.source = n.source and b.record_key = n.record_key
+                    where n.record_key is null or b.record_key is null
+                       or n.person_id is distinct from b.person_id
+                       or n.birth_date is distinct from b.birth_date""")
+                vault.execute("""
+                    create or replace temp table _src_new as
+                    select src, delivery_id from _src_deliveries_now
+                    except select src, delivery_id from prep.src_deliveries""")
+            else:
+                vault.execute(f"create or replace temp table _src_basis_now as {BASIS_SQL}")
+            build = {"id": state[1] if incremental else None}
+
+            def stamp(wh: duckdb.DuckDBPyConnection, units_written: bool) -> None:
+                # a new build id whenever a src row may have changed: the vault's record of
+                # what the tables hold is written with it, after the warehouse commits
+                if build["id"] is None or units_written:
+                    build["id"] = uuid.uuid4().hex
+                    wh.execute("create schema if not exists meta")
+                    wh.execute("create or replace table meta.src_build as "
+                               "select ? as build_id", [build["id"]])
+
+            written = write_sources(warehouse, _made(vault, made, incremental), stamp)
+            vault.execute("begin transaction")
+            try:
+                if incremental:  # the basis moves by the records that moved
+                    vault.execute("delete from prep.src_basis where (source, record_key) in "
+                                  "(select (source, record_key) from _src_moved)")
+                    vault.execute(f"insert into prep.src_basis select * from ({BASIS_SQL}) "
+                                  "where (source, record_key) in "
+                                  "(select (source, record_key) from _src_moved)")
+                else:
+                    vault.execute("create or replace table prep.src_basis as "
+                                  "select * from _src_basis_now")
+                vault.execute("create or replace table prep.src_deliveries as "
+                              "select * from _src_deliveries_now")
+                vault.execute("delete from prep.src_state")
+                vault.execute("insert into prep.src_state values (?, ?)", [fp, build["id"]])
+                vault.execute("commit")
+            except BaseException:
+                vault.execute("rollback")
+                raise
+        finally:
+            for t in ("_src_basis_now", "_src_deliveries_now", "_src_moved", "_src_new",
+                      "_src_units"):
+                vault.execute(f"drop table if exists temp.{t}")
+    return {name: {"rows": int(warehouse.execute(f"select count(*) from src.{name}")
+                               .fetchall()[0][0]), "written": written.get(name, 0)}
+            for name in names}
+
+
+def _made(vault: duckdb.DuckDBPyConnection, made: list[Source],
+          incremental: bool) -> Iterator[Built]:
+    """Each src table as built: whole, or (incremental) the units that changed, if any."""
+    for source in made:
+        if not incremental or source.feed is None:
+            yield Built(source.name, _table(vault, source.select()))
+            continue
+        feed = source.feed
+        # the units whose rows change: those of records that moved person or birth date, or
+        # joined or left the crosswalk (a delivery not yet in only adds rows)
+        vault.execute(
+            "create or replace temp table _src_units as " + (
+                f"select distinct {source.unit_raw} as u from raw.{feed.name} as r where "
+                f"{feed.record_key_sql('r')} in (select record_key from _src_moved where "
+                f"source = '{feed.person.source}')" if feed.person else
+                "select null::varchar as u where false"))
+        blank = vault.execute("select count(*) from _src_units where u is null").fetchall()[0][0]
+        if blank:  # a row without its unit cannot be replaced by it: the whole table
+            yield Built(source.name, _table(vault, source.select()))
+            continue
+        rows = _table(vault, source.select(only_changed=True))
+        units = vault.sql(f"select pseudonym('{source.unit_kind}', u) as k "
+                          "from _src_units").to_arrow_table()
+        if rows.num_rows or units.num_rows:
+            yield Built(source.name, rows, source.unit_key, units)
+
+
 def write_sources(warehouse: duckdb.DuckDBPyConnection,
-                  tables: Mapping[str, pa.Table] | Iterator[tuple[str, pa.Table]]
+                  tables: Mapping[str, pa.Table] | Iterator[tuple[str, pa.Table]] | Iterator[Built],
+                  stamp: Callable[[duckdb.DuckDBPyConnection, bool], None] | None = None,
                   ) -> dict[str, int]:
-    """Replace the src tables in one transaction; returns each one's row count. Given them as
-    they are built (`iter_sources`), each is written while the next is built, on the other
-    core: writing took a third of the step at 1M people."""
+    """Replace the src tables, or the units of them given (`Built`), in one transaction;
+    returns the rows written to each. Given them as they are built (an iterator), each is
+    written while the next is built, on the other core: writing took a third of the step at
+    1M people. `stamp(warehouse, units_written)` runs last, inside the transaction."""
     pairs = iter(tables.items()) if isinstance(tables, Mapping) else _built_ahead(tables)
     counts: dict[str, int] = {}
+    units_written = False
     warehouse.execute("create schema if not exists src")
     warehouse.execute("begin transaction")
     try:
-        for name, frame in pairs:
-            warehouse.register("frame", frame)
-            warehouse.execute(f"create or replace table src.{name} as select * from frame")
+        for item in pairs:
+            built = item if isinstance(item, Built) else Built(*item)
+            warehouse.register("frame", built.rows)
+            if built.units is None:
+                warehouse.execute(f"create or replace table src.{built.name} as "
+                                  "select * from frame")
+            else:
+                if built.units.num_rows:
+                    warehouse.register("units", built.units)
+                    warehouse.execute(f"delete from src.{built.name} where {built.unit_key} "
+                                      "in (select k from units)")
+                    warehouse.unregister("units")
+                warehouse.execute(f"insert into src.{built.name} by name select * from frame")
+                units_written = True
             warehouse.unregister("frame")
-            counts[name] = frame.num_rows
+            counts[built.name] = built.rows.num_rows
+        if stamp is not None:
+            stamp(warehouse, units_written)
         warehouse.execute("commit")
     except BaseException:
         warehouse.execute("rollback")
@@ -310,7 +557,6 @@ def write_sources(warehouse: duckdb.DuckDBPyConnection,
         if hasattr(pairs, "close"):
             pairs.close()
     return counts
-
 
 def _built_ahead(pairs: Iterator[tuple[str, pa.Table]]) -> Iterator[tuple[str, pa.Table]]:
     """`pairs`, produced in a thread of their own one item ahead of the caller. If the caller

@@ -252,3 +252,86 @@ def test_src_tables_written_as_they_are_built_are_replaced_all_or_none(tmp_path:
                          ) == {"a": 1, "b": 1}
     assert wh.execute("select x from src.a union all select y from src.b").fetchall() == [
         (7,), (8,)]
+
+
+# ---------------------------------------------------------------- a week's src tables
+
+
+def _differs(wh: duckdb.DuckDBPyConnection, tables: dict) -> dict[str, int]:
+    """Per src table, how many rows the warehouse and a whole build do not share (both ways,
+    duplicates counted)."""
+    out = {}
+    for name, frame in tables.items():
+        wh.register("whole", frame)
+        cols = ", ".join(f'"{c}"' for c in frame.column_names)
+        out[name] = wh.execute(
+            f"select (select count(*) from (select {cols} from src.{name} except all "
+            f"select {cols} from whole)) + (select count(*) from (select {cols} from whole "
+            f"except all select {cols} from src.{name}))").fetchall()[0][0]
+        wh.unregister("whole")
+    return out
+
+
+def test_a_weeks_src_tables_are_the_ones_a_whole_build_makes(weekly: dict, tmp_path: Path
+                                                              ) -> None:
+    """The src step makes only the units a week changed (new deliveries, records that moved
+    person or birth date); the tables are row for row what building them whole makes, after a
+    week, after records move between persons, and after the key is rotated."""
+    from pipelines.keys import rotate
+    from pipelines.warehouse import build_sources, refresh_sources
+
+    settings: Settings = weekly["settings"]
+    data = tmp_path / "data"
+    shutil.copytree(settings.data_dir, data)
+    key = b"src-test-key"
+    # the first week's src tables, from the vault as linkage left it before the newest week
+    older = tmp_path / "older"
+    older_settings = Settings(settings.landing, older, AS_OF, key)
+    _ingest(older_settings, lambda p: not p.name.endswith(NEWEST))
+    with connect(older_settings.vault_path) as vault:
+        relink(vault, older_settings)
+        wh = duckdb.connect(str(older / "warehouse.duckdb"))
+        first = refresh_sources(vault, wh, key)
+    assert all(n["written"] == n["rows"] for n in first.values())  # the first build is whole
+    # the newest week on top of it: the same vault as `weekly`'s, built week by week
+    _ingest(older_settings, lambda p: True)
+    with connect(older_settings.vault_path) as vault:
+        relink(vault, older_settings)
+        week = refresh_sources(vault, wh, key)
+        assert 0 < week["health_tests"]["written"] < week["health_tests"]["rows"]
+        print(week)
+        assert set(_differs(wh, build_sources(vault, key)).values()) == {0}
+
+        # records move between persons (a merge, a split) and a person's birth date changes
+        vault.execute("""update linkage.person_crosswalk set person_id = (
+                             select min(person_id) from linkage.person_crosswalk)
+                         where record_key in (select record_key from linkage.person_crosswalk
+                                              where source = 'schools' order by record_key
+                                              limit 3)""")
+        vault.execute("""update linkage.person_crosswalk set person_id = 'P-split-off'
+                         where record_key = (select max(record_key) from linkage.person_crosswalk
+                                             where source = 'health')""")
+        vault.execute("""update linkage.persons set birth_date = birth_date - interval 40 day
+                         where person_id = (select person_id from linkage.person_crosswalk
+                                            where source = 'health' order by record_key
+                                            limit 1)""")
+        moved = refresh_sources(vault, wh, key)
+        assert 0 < moved["health_tests"]["written"] < 50
+        assert 0 < moved["schools_enrollment"]["written"] < 50
+        assert moved["provider_services"]["written"] == 0
+        assert set(_differs(wh, build_sources(vault, key)).values()) == {0}
+        again = refresh_sources(vault, wh, key)  # nothing changed since
+        assert {n["written"] for name, n in again.items()
+                if name not in ("persons", "provider_contracts", "alert_feedback")} == {0}
+
+        # a rotated key makes every table whole again, under the new key
+        rotate(vault, key, b"src-test-key-2")
+        rotated = refresh_sources(vault, wh, b"src-test-key-2")
+        assert all(n["written"] == n["rows"] for n in rotated.values())
+        assert set(_differs(wh, build_sources(vault, b"src-test-key-2")).values()) == {0}
+
+        # a warehouse that is not the one the vault's record describes is made whole
+        wh.execute("drop table meta.src_build")
+        assert all(n["written"] == n["rows"]
+                   for n in refresh_sources(vault, wh, b"src-test-key-2").values())
+    wh.close()

@@ -17,7 +17,7 @@ from pipelines.dbt_ready import launcher as ready_dbt_launcher
 from pipelines.defs.resources import PlumblineSettings
 from pipelines.publish import draw_early
 from pipelines.stores import connect, engine_from_env, warehouse_lock
-from pipelines.warehouse import SRC_TABLES, build_sources, iter_sources, write_sources
+from pipelines.warehouse import SRC_TABLES, build_sources, refresh_sources
 
 ENGINE = engine_from_env()  # where the warehouse is built: DuckDB files, or Spark
 
@@ -67,13 +67,15 @@ def warehouse_sources(context: dg.AssetExecutionContext, plumbline: PlumblineSet
 
             tables = build_sources(vault, settings.pseudonym_key)
             write_spark_sources(tables, settings.spark_dir / "src")
-            counts = {name: frame.num_rows for name, frame in tables.items()}
-        else:
-            with connect(settings.warehouse_path) as wh:  # each table written as the next is built
-                counts = write_sources(wh, iter_sources(vault, settings.pseudonym_key))
-    for name, rows in counts.items():
-        yield dg.MaterializeResult(asset_key=["src", name],
-                                   metadata={"rows": dg.MetadataValue.int(rows)})
+            counts = {name: {"rows": frame.num_rows, "written": frame.num_rows}
+                      for name, frame in tables.items()}
+        else:  # what the week changed, each table written as the next is built
+            with connect(settings.warehouse_path) as wh:
+                counts = refresh_sources(vault, wh, settings.pseudonym_key)
+    for name, n in counts.items():
+        yield dg.MaterializeResult(asset_key=["src", name], metadata={
+            "rows": dg.MetadataValue.int(n["rows"]),
+            "rows_written": dg.MetadataValue.int(n["written"])})
 
 
 def describe_test(node: Mapping[str, Any], table: str) -> str:
