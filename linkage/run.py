@@ -258,18 +258,22 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
     _hashed_input(con, records_sql)
     state = _state(con)
     if state:
+        # one pass over the records now and as last linked: each is kept (same hash), fresh
+        # (new or changed) or gone (changed or no longer sent)
+        con.execute(
+            "create or replace temp table record_fates as select i.unique_id as now_id, "
+            "p.unique_id as then_id from link_input as i full join linkage.person_records as p "
+            "on p.unique_id = i.unique_id and p.record_hash = i.record_hash")
         fresh = con.execute(
             "select i.* exclude (unique_id, record_hash), i.unique_id, i.record_hash "
-            "from link_input as i anti join linkage.person_records as p "
-            "on p.unique_id = i.unique_id and p.record_hash = i.record_hash").df()
-        con.execute(
-            "create or replace temp table kept_ids as select p.unique_id from "
-            "linkage.person_records as p semi join link_input as i "
-            "on p.unique_id = i.unique_id and p.record_hash = i.record_hash")
+            "from link_input as i semi join (select now_id from record_fates "
+            "where then_id is null) as f on f.now_id = i.unique_id").df()
+        con.execute("create or replace temp table kept_ids as select now_id as unique_id "
+                    "from record_fates where now_id is not null and then_id is not null")
         n_kept = con.execute("select count(*) from kept_ids").fetchall()[0][0]
         gone = {u for (u,) in con.execute(
-            "select unique_id from linkage.person_records anti join link_input using "
-            "(unique_id, record_hash)").fetchall()}
+            "select then_id from record_fates where now_id is null").fetchall()}
+        con.execute("drop table record_fates")
     else:
         fresh = con.execute("select * from link_input").df()
         n_kept, gone = 0, set()
@@ -360,19 +364,16 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
         clusters, stats = cluster(mem, scope_ids, "scope_pairs", threshold, cannot=cannot,
                                   must=must, rosters=rosters, overwhelming=overwhelming)
         # the last run's person_ids of the records relinked (a person's records are all in
-        # scope or none), and every other person_id, which a new person must not take
+        # scope or none); every other person_id is one a new person must not take
         prior_in: dict[str, str] = {}
-        others: set[str] = set()
         if has_prior:
             _ids(con, "prior_scope", scope | gone)
             prior_in = dict(con.execute(
                 "select source || ':' || record_key, person_id from linkage.person_crosswalk "
                 "where source || ':' || record_key in (select uid from prior_scope)").fetchall())
             con.unregister("prior_scope")
-            others = {p for (p,) in con.execute(
-                "select distinct person_id from linkage.person_crosswalk").fetchall()}
-            others -= set(prior_in.values())
-        ids = assign_person_ids(clusters, prior_in, others)
+        ids = person_ids(con, clusters, prior_in) if has_prior else assign_person_ids(
+            clusters, prior_in)
         now_of = {u: ids[c] for u, c in zip(clusters["unique_id"], clusters["cluster_id"],
                                              strict=True)}
         model = json.loads(model_path.read_text())
@@ -486,6 +487,28 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
             "retrain_reason": "; ".join(reasons),
             "linked_share": linked_share,
             "previous_linked_share": previous[0][0] if previous else None}
+
+
+def person_ids(con: duckdb.DuckDBPyConnection, clusters: pd.DataFrame,
+               prior_in: dict[str, str]) -> dict[str, str]:
+    """`assign_person_ids` for the clusters relinked, no new id being one a person outside
+    them has in linkage.person_crosswalk. The new ids are checked there afterwards instead of
+    every person's id read first: 48 random bits all but never collide."""
+    ids = assign_person_ids(clusters, prior_in)
+    created = set(ids.values()) - set(prior_in.values())
+    if not created:
+        return ids
+    _ids(con, "created_ids", created, "pid")
+    try:
+        taken = con.execute("select count(*) from linkage.person_crosswalk where person_id "
+                            "in (select pid from created_ids)").fetchall()[0][0]
+    finally:
+        con.unregister("created_ids")
+    if not taken:
+        return ids
+    others = {p for (p,) in con.execute(
+        "select distinct person_id from linkage.person_crosswalk").fetchall()}
+    return assign_person_ids(clusters, prior_in, others - set(prior_in.values()))
 
 
 def _replace_rows(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, key: str,

@@ -335,3 +335,23 @@ def test_a_weeks_src_tables_are_the_ones_a_whole_build_makes(weekly: dict, tmp_p
         assert all(n["written"] == n["rows"]
                    for n in refresh_sources(vault, wh, b"src-test-key-2").values())
     wh.close()
+
+
+def test_a_new_person_id_never_takes_one_a_person_outside_the_relink_has(monkeypatch) -> None:
+    """New person_ids are 48 random bits, checked against every person's id after they are
+    drawn: one that an untouched person has is drawn again."""
+    import pandas as pd
+
+    from linkage import run
+
+    con = duckdb.connect()
+    con.execute("create schema linkage; create table linkage.person_crosswalk as "
+                "select * from (values ('health', 'T1', 'P00000000000A'), "
+                "('health', 'T2', 'P00000000000B')) as t(source, record_key, person_id)")
+    clusters = pd.DataFrame({"unique_id": ["health:T2", "schools:S1", "schools:S2"],
+                             "cluster_id": ["c1", "c2", "c2"]})
+    draws = iter(["00000000000A", "00000000000A", "00000000000C", "00000000000D"])
+    monkeypatch.setattr(run.secrets, "token_hex", lambda n: next(draws))
+    ids = run.person_ids(con, clusters, {"health:T2": "P00000000000B"})
+    # the bigger cluster draws first: the id health:T1's person has is drawn, then refused
+    assert ids == {"c2": "P00000000000C", "c1": "P00000000000B"}
