@@ -83,8 +83,10 @@ left join record_map as s
   on s.kind = 'student' and s.pseudonym = a.evidence_student_key
 where a.status = 'OPEN';
 
+-- the latest version of each test an open alert stands on (the lists read no other)
 create or replace temp table latest_tests as
 select * from raw.health__blood_lead
+where test_id in (select evidence_test_id from open_alerts)
 {HEALTH.latest_version_sql()};
 """
 
