@@ -451,17 +451,18 @@ def refresh_sources(vault: duckdb.DuckDBPyConnection, warehouse: duckdb.DuckDBPy
             else:
                 vault.execute(f"create or replace temp table _src_basis_now as {BASIS_SQL}")
             build = {"id": state[1] if incremental else None}
+            touched: list[str] = []  # the tables made from deliveries that were written
 
-            def stamp(wh: duckdb.DuckDBPyConnection, units_written: bool) -> None:
-                # a new build id whenever a src row may have changed: the vault's record of
-                # what the tables hold is written with it, after the warehouse commits
-                if build["id"] is None or units_written:
+            def stamp(wh: duckdb.DuckDBPyConnection) -> None:
+                # a new build id whenever such a table changed: the vault's record of what the
+                # tables hold is written with it, after the warehouse commits
+                if build["id"] is None or touched:
                     build["id"] = uuid.uuid4().hex
                     wh.execute("create schema if not exists meta")
                     wh.execute("create or replace table meta.src_build as "
                                "select ? as build_id", [build["id"]])
 
-            written = write_sources(warehouse, _made(vault, made, incremental), stamp)
+            written = write_sources(warehouse, _made(vault, made, incremental, touched), stamp)
             vault.execute("begin transaction")
             try:
                 if incremental:  # the basis moves by the records that moved
@@ -490,11 +491,14 @@ def refresh_sources(vault: duckdb.DuckDBPyConnection, warehouse: duckdb.DuckDBPy
             for name in names}
 
 
-def _made(vault: duckdb.DuckDBPyConnection, made: list[Source],
-          incremental: bool) -> Iterator[Built]:
-    """Each src table as built: whole, or (incremental) the units that changed, if any."""
+def _made(vault: duckdb.DuckDBPyConnection, made: list[Source], incremental: bool,
+          touched: list[str]) -> Iterator[Built]:
+    """Each src table as built: whole, or (incremental) the units that changed, if any; the
+    tables made from deliveries that are given are named in `touched`."""
     for source in made:
         if not incremental or source.feed is None:
+            if source.feed is not None:
+                touched.append(source.name)
             yield Built(source.name, _table(vault, source.select()))
             continue
         feed = source.feed
@@ -508,26 +512,27 @@ def _made(vault: duckdb.DuckDBPyConnection, made: list[Source],
                 "select null::varchar as u where false"))
         blank = vault.execute("select count(*) from _src_units where u is null").fetchall()[0][0]
         if blank:  # a row without its unit cannot be replaced by it: the whole table
+            touched.append(source.name)
             yield Built(source.name, _table(vault, source.select()))
             continue
         rows = _table(vault, source.select(only_changed=True))
         units = vault.sql(f"select pseudonym('{source.unit_kind}', u) as k "
                           "from _src_units").to_arrow_table()
         if rows.num_rows or units.num_rows:
+            touched.append(source.name)
             yield Built(source.name, rows, source.unit_key, units)
 
 
 def write_sources(warehouse: duckdb.DuckDBPyConnection,
                   tables: Mapping[str, pa.Table] | Iterator[tuple[str, pa.Table]] | Iterator[Built],
-                  stamp: Callable[[duckdb.DuckDBPyConnection, bool], None] | None = None,
+                  stamp: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
                   ) -> dict[str, int]:
     """Replace the src tables, or the units of them given (`Built`), in one transaction;
     returns the rows written to each. Given them as they are built (an iterator), each is
     written while the next is built, on the other core: writing took a third of the step at
-    1M people. `stamp(warehouse, units_written)` runs last, inside the transaction."""
+    1M people. `stamp(warehouse)` runs last, inside the transaction."""
     pairs = iter(tables.items()) if isinstance(tables, Mapping) else _built_ahead(tables)
     counts: dict[str, int] = {}
-    units_written = False
     warehouse.execute("create schema if not exists src")
     warehouse.execute("begin transaction")
     try:
@@ -544,11 +549,10 @@ def write_sources(warehouse: duckdb.DuckDBPyConnection,
                                       "in (select k from units)")
                     warehouse.unregister("units")
                 warehouse.execute(f"insert into src.{built.name} by name select * from frame")
-                units_written = True
             warehouse.unregister("frame")
             counts[built.name] = built.rows.num_rows
         if stamp is not None:
-            stamp(warehouse, units_written)
+            stamp(warehouse)
         warehouse.execute("commit")
     except BaseException:
         warehouse.execute("rollback")

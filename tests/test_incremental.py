@@ -299,7 +299,7 @@ def test_a_weeks_src_tables_are_the_ones_a_whole_build_makes(weekly: dict, tmp_p
         relink(vault, older_settings)
         week = refresh_sources(vault, wh, key)
         assert 0 < week["health_tests"]["written"] < week["health_tests"]["rows"]
-        print(week)
+        built_for_week = wh.execute("select build_id from meta.src_build").fetchall()
         assert set(_differs(wh, build_sources(vault, key)).values()) == {0}
 
         # records move between persons (a merge, a split) and a person's birth date changes
@@ -320,9 +320,13 @@ def test_a_weeks_src_tables_are_the_ones_a_whole_build_makes(weekly: dict, tmp_p
         assert 0 < moved["schools_enrollment"]["written"] < 50
         assert moved["provider_services"]["written"] == 0
         assert set(_differs(wh, build_sources(vault, key)).values()) == {0}
+        stamped = wh.execute("select build_id from meta.src_build").fetchall()
         again = refresh_sources(vault, wh, key)  # nothing changed since
         assert {n["written"] for name, n in again.items()
                 if name not in ("persons", "provider_contracts", "alert_feedback")} == {0}
+        # the warehouse's stamp changes with its rows, and only then
+        assert wh.execute("select build_id from meta.src_build").fetchall() == stamped
+        assert stamped != built_for_week
 
         # a rotated key makes every table whole again, under the new key
         rotate(vault, key, b"src-test-key-2")
