@@ -100,6 +100,11 @@ def test_two_weekly_cycles(tmp_path: Path, monkeypatch) -> None:
     alerts_sql = (build / "compiled" / "plumbline" / "models" / "marts" / "lead_alerts.sql")
     assert f"date '{AS_OF.isoformat()}'" in alerts_sql.read_text()
     assert f"date '{WEEK1.isoformat()}'" not in alerts_sql.read_text()
+    # the rule tables were loaded in week 1 and are unchanged: week 2 did not load them again
+    built = {r["unique_id"].split(".")[0]
+             for r in json.loads((build / "run_results.json").read_text())["results"]}
+    assert "seed" not in built and "model" in built and "test" in built
+    seeds_were_skipped(data, monkeypatch)
 
     # health: resolved is gone; unable-to-contact stays, with its attempt
     assert h_resolved not in set(two["health"].alert_id)
@@ -157,3 +162,29 @@ def test_two_weekly_cycles(tmp_path: Path, monkeypatch) -> None:
     assert capped.alert_id.iloc[0] == two["health"].alert_id.iloc[0]  # the most urgent
     assert "held back for next week" in (
         data / "outbox" / "health" / f"alerts_{AS_OF:%Y%m%d}.html").read_text()
+
+
+def seeds_were_skipped(data: Path, monkeypatch) -> None:
+    """The check that left the seeds out says no whenever the rule tables are not what the
+    project's seeds would load: a table emptied or gone, or a seed file changed."""
+    from pipelines.defs.warehouse.assets import Seeds
+
+    wh_path = data / "warehouse.duckdb"
+    seeds = Seeds(wh_path)
+    assert seeds.loaded()
+    with duckdb.connect(str(wh_path)) as con:
+        assert con.execute("select count(distinct fingerprint), count(*) from meta.seed_build"
+                           ).fetchone() == (1, len(seeds.nodes))
+    changed = Seeds(wh_path)
+    uid = sorted(changed.nodes)[0]
+    monkeypatch.setitem(changed.nodes[uid], "checksum", {"name": "sha256", "checksum": "0"})
+    changed.fingerprint = Seeds.fingerprint_of(changed.nodes)
+    assert not changed.loaded()
+    copy = data.parent / "warehouse_copy.duckdb"
+    for damage in ("delete from rules.alert_rules where rule_code = (select min(rule_code) "
+                   "from rules.alert_rules)", "drop table rules.lead_bands"):
+        shutil.copyfile(wh_path, copy)
+        with duckdb.connect(str(copy)) as con:
+            con.execute(damage)
+        assert not Seeds(copy).loaded(), damage
+    copy.unlink()

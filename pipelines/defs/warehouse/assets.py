@@ -1,7 +1,9 @@
 """The pseudonymous warehouse: src tables from the vault, then the dbt project over them."""
 
 
+import hashlib
 import importlib.metadata
+import json
 import shutil
 from collections.abc import Mapping
 from functools import cached_property
@@ -168,9 +170,17 @@ def plumbline_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource,
         # builds the project with them), production builds skip them. The as-of date reaches
         # dbt as PLUMBLINE_DBT_AS_OF (set by the resource), not as a var: dbt re-parses the whole
         # project when a var changes, and only the models that read an env var when it does.
-        invocation = dbt.cli(["build", "--exclude", "resource_type:unit_test"], context=context)
+        # the rule tables (seeds) load again only when they changed since this warehouse got
+        # them, or when this is not a build of the whole project (a subset picked in the UI)
+        whole = set(context.selected_asset_keys) == set(context.assets_def.keys)
+        seeds = Seeds(settings.warehouse_path) if settings.engine == "duckdb" and whole else None
+        skip = seeds is not None and seeds.loaded()
+        excluded = "resource_type:unit_test" + (" resource_type:seed" if skip else "")
+        invocation = dbt.cli(["build", "--exclude", excluded], context=context)
         events = list(invocation.stream())
         keep_parse_state(invocation.target_path, settings.data_dir / "dbt_runs")
+        if seeds is not None and not skip:
+            seeds.record(invocation.target_path / "run_results.json")
         if settings.engine == "spark":
             # the Python stages read what dbt built on Spark through views over its Parquet
             from pipelines.spark import mirror_warehouse
@@ -189,6 +199,79 @@ def plumbline_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource,
                 event = event.with_metadata({**event.metadata, **extra})
         yield event
     prune_dbt_runs(settings.data_dir / "dbt_runs")
+
+
+class Seeds:
+    """Whether the warehouse's rule tables are the project's seeds as they are now.
+
+    `dbt build` drops and loads every seed (and runs its tests) each time: a dozen of a build's
+    hundred nodes, the same rows every week. After a build that loaded them all, their
+    fingerprint (each seed file's checksum and its config, from the parsed project, and the
+    dbt versions) and each table's row count are kept in the warehouse (`meta.seed_build`). A
+    later whole build leaves them out when the fingerprint is the same and every table is
+    there with its rows; anything else (a changed CSV or column type, a warehouse replaced or
+    restored, a table dropped or emptied, a build that failed) loads them all again."""
+
+    def __init__(self, warehouse: Path) -> None:
+        self.warehouse = warehouse
+        manifest = json.loads(current_manifest().read_text())
+        self.nodes = {uid: node for uid, node in manifest["nodes"].items()
+                      if node["resource_type"] == "seed"}
+        # the seeds' own tests (a rule code listed twice) pass before the seeds count as loaded
+        self.tests = {uid for uid, node in manifest["nodes"].items()
+                      if node["resource_type"] == "test" and node["depends_on"]["nodes"]
+                      and set(node["depends_on"]["nodes"]) <= set(self.nodes)}
+        self.fingerprint = self.fingerprint_of(self.nodes)
+
+    @staticmethod
+    def fingerprint_of(nodes: Mapping[str, Any]) -> str:
+        described = sorted([uid, node["checksum"], node["config"], node["relation_name"]]
+                           for uid, node in nodes.items())
+        versions = [importlib.metadata.version(p) for p in ("dbt-core", "dbt-duckdb")]
+        return hashlib.sha256(
+            json.dumps([described, versions], sort_keys=True, default=str).encode()).hexdigest()
+
+    def _tables(self) -> list[tuple[str, str]]:
+        return sorted((n["schema"], n["alias"] or n["name"]) for n in self.nodes.values())
+
+    def loaded(self) -> bool:
+        if not self.warehouse.exists():
+            return False
+        with connect(self.warehouse, read_only=True) as wh:
+            if not wh.execute("select count(*) from information_schema.tables where "
+                              "table_schema = 'meta' and table_name = 'seed_build'").fetchone()[0]:
+                return False
+            kept = wh.execute("select fingerprint, table_schema, table_name, row_count "
+                              "from meta.seed_build").fetchall()
+            if {k[0] for k in kept} != {self.fingerprint}:
+                return False
+            if sorted((k[1], k[2]) for k in kept) != self._tables():
+                return False
+            present = {(s, t) for s, t in wh.execute(
+                "select table_schema, table_name from information_schema.tables "
+                "where table_type = 'BASE TABLE'").fetchall()}
+            return all((schema, table) in present and wh.execute(
+                f'select count(*) from "{schema}"."{table}"').fetchone()[0] == rows
+                for _, schema, table, rows in kept)
+
+    def record(self, run_results: Path) -> None:
+        """After a build that loaded the seeds: keep their fingerprint if every one loaded,
+        else forget it (the next whole build loads them again)."""
+        try:
+            results = json.loads(run_results.read_text())["results"]
+        except (OSError, ValueError, KeyError):
+            results = []
+        ok = {r["unique_id"] for r in results if r.get("status") in ("success", "pass")}
+        with connect(self.warehouse) as wh:
+            wh.execute("create schema if not exists meta")
+            wh.execute("create or replace table meta.seed_build (fingerprint varchar, "
+                       "table_schema varchar, table_name varchar, row_count bigint)")
+            if not (set(self.nodes) | self.tests) <= ok:
+                return
+            for schema, table in self._tables():
+                rows = wh.execute(f'select count(*) from "{schema}"."{table}"').fetchone()[0]
+                wh.execute("insert into meta.seed_build values (?, ?, ?, ?)",
+                           [self.fingerprint, schema, table, rows])
 
 
 def table_metadata(wh) -> dict[str, dict[str, Any]]:
