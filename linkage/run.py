@@ -167,8 +167,9 @@ def _state(con: duckdb.DuckDBPyConnection) -> dict:
             and _has(con, "linkage.person_records", "record_hash")
             and _has(con, "linkage.person_crosswalk")):
         return {}
-    rows = con.execute("select model, threshold from linkage.link_state").fetchall()
-    return {"model": rows[0][0], "threshold": rows[0][1]} if rows else {}
+    standard = "standard" if _has(con, "linkage.link_state", "standard") else "null"
+    rows = con.execute(f"select model, threshold, {standard} from linkage.link_state").fetchall()
+    return {"model": rows[0][0], "threshold": rows[0][1], "standard": rows[0][2]} if rows else {}
 
 
 def retrain_reasons(model_path: Path, n_records: int, unseen: float,
@@ -215,7 +216,8 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
                 review_size: int = 0, rosters: dict[str, int] | None = None,
                 overwhelming: float = 1.0, flag_size: int | None = None,
                 sample_max: int | None = None, drift: dict[str, float] | None = None,
-                full: bool = False, scorer=None) -> dict[str, int]:
+                full: bool = False, scorer=None, changed_records_sql: str | None = None
+                ) -> dict[str, int]:
     """Link the vault's person-records; returns counts (never identities).
 
     `threshold` is the match probability at which two records are one person, and
@@ -230,6 +232,12 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
     clustered again (`full`) when the model is (re)trained (`retrain`, or what `drift` bounds
     says drifted), when the model or threshold changed since the last run, or on the first
     run. Both give the same pairs, so the same people.
+
+    `changed_records_sql` (optional) selects, in the same roles, only the records that may
+    have changed since the last run (those in deliveries it had not seen): every other record
+    is as it was then, and none is gone. With it, a run hashes and compares only those instead
+    of every record; it is used only when the last run's state is there and the records were
+    standardised as they are now, else `records_sql` is read whole.
 
     `scorer` scores the pairs elsewhere (linkage.spark.SparkScorer: Splink on Spark, with the
     same trained model); by default Splink scores them on DuckDB here."""
@@ -255,9 +263,28 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
                       ("retrain_reason", "varchar"), ("unseen_name_share", "double"),
                       ("scoring_seconds", "double")):
         con.execute(f"alter table linkage.run_stats add column if not exists {col} {kind}")
-    _hashed_input(con, records_sql)
     state = _state(con)
-    if state:
+    partial = bool(state) and changed_records_sql is not None and state["standard"] == _STANDARD
+    _hashed_input(con, changed_records_sql if partial else records_sql)
+    n_read = con.execute("select count(*) from link_input").fetchall()[0][0]
+    # every current record: all of them are read, unless only the changed ones were
+    con.execute("create or replace temp view link_present as select unique_id from link_input")
+    if partial:
+        # only the records that may have changed are here: each is kept (same hash) or fresh;
+        # every record of the last run not among the fresh is kept, and none is gone
+        fresh = con.execute(
+            "select i.* exclude (unique_id, record_hash), i.unique_id, i.record_hash "
+            "from link_input as i anti join linkage.person_records as p "
+            "on p.unique_id = i.unique_id and p.record_hash = i.record_hash").df()
+        _ids(con, "fresh_ids", fresh["unique_id"])
+        con.execute("create or replace temp table kept_ids as select unique_id "
+                    "from linkage.person_records anti join fresh_ids on uid = unique_id")
+        con.unregister("fresh_ids")
+        n_kept = con.execute("select count(*) from kept_ids").fetchall()[0][0]
+        gone = set()
+        con.execute("create or replace temp view link_present as select unique_id from "
+                    "kept_ids union all select unique_id from link_input")
+    elif state:
         # one pass over the records now and as last linked: each is kept (same hash), fresh
         # (new or changed) or gone (changed or no longer sent)
         con.execute(
@@ -442,7 +469,8 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
         con.execute("create or replace table linkage.review_queue as select * from frame")
         con.unregister("frame")
         con.execute("create or replace table linkage.link_state as select ? as model, "
-                    "cast(? as double) as threshold", [fingerprint, threshold])
+                    "cast(? as double) as threshold, ? as standard",
+                    [fingerprint, threshold, _STANDARD])
         for name in ("touched_ids", "scope_ids", "changed_ids", "new_pairs"):
             con.unregister(name)
         con.execute("commit")
@@ -471,6 +499,9 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
             "merges": int((events.event == "merged").sum()),
             "splits": int((events.event == "split").sum()),
             "records_that_changed_person": moved,
+            # the records read, hashed and compared with the last run (only the new
+            # deliveries' when the caller said which those are)
+            "records_read": int(n_read),
             "records_scored": len(records) if full else len(new),
             "records_relinked": len(scope), "incremental": int(not full),
             "pairs_linked": len(evidence) if full else int(con.execute(
@@ -528,7 +559,8 @@ def _affected(con: duckdb.DuckDBPyConnection, touched: set[str], new_pairs, thre
     """The records whose person can change: the new, changed and gone records, the records
     they now link to, and every record of the persons all those belong to, closed over the
     links at the threshold (a person once split by a cannot-link is still linked to the
-    other part) and over reviewers' decisions."""
+    other part) and over reviewers' decisions. Only current records (temp view
+    link_present) are returned."""
     seeds = set(touched)
     for a, b, p in zip(new_pairs.column("unique_id_l").to_pylist(),
                        new_pairs.column("unique_id_r").to_pylist(),
@@ -560,7 +592,7 @@ def _affected(con: duckdb.DuckDBPyConnection, touched: set[str], new_pairs, thre
         frontier = {u for (u,) in linked} - scope
     _ids(con, "scope_ids", scope, "uid")
     live = {u for (u,) in con.execute(
-        "select unique_id from link_input where unique_id in (select uid from scope_ids)"
+        "select unique_id from link_present where unique_id in (select uid from scope_ids)"
     ).fetchall()}
     con.unregister("scope_ids")
     return live

@@ -31,6 +31,7 @@ from pipelines.stores import (
     Settings,
     connect,
     data_dir_from_env,
+    held_open,
     landing_from_env,
     load_settings,
     private_by_default,
@@ -152,12 +153,15 @@ def _run_job(settings: Settings, selection: list | None, ready_dbt) -> bool:
                          name="plumbline-preload").start()
         publish.DRAW_EARLY = True  # every step runs here: charts can be drawn once dbt is done
         try:
-            result = job.execute_in_process(
-                instance=instance, raise_on_error=False, asset_selection=selection,
-                tags={**run_tags(settings.as_of.isoformat(), str(settings.data_dir), "cli"),
-                      **process_tags()},
-                # the summary below is what a person reads; step logs stay in the UI's run view
-                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
+            # the vault stays open from step to step (opened and checkpointed once)
+            with held_open(settings.vault_path):
+                result = job.execute_in_process(
+                    instance=instance, raise_on_error=False, asset_selection=selection,
+                    tags={**run_tags(settings.as_of.isoformat(), str(settings.data_dir),
+                                     "cli"), **process_tags()},
+                    # the summary below is what a person reads; step logs stay in the UI's
+                    # run view
+                    run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
         finally:
             publish.DRAW_EARLY = False
     if not result.success:

@@ -211,6 +211,14 @@ def connect(path: Path, *, read_only: bool = False, wait_seconds: float = 300.0
     one by hand) therefore queue here instead of failing with an obscure lock error; after
     `wait_seconds` the error says plainly which store was busy.
     """
+    held = _HELD.get(path.resolve())
+    if held is not None:  # open for the whole run already: another connection to it
+        con = held.cursor()
+        try:
+            yield con
+        finally:
+            con.close()
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + wait_seconds
     delay = 0.2
@@ -231,6 +239,31 @@ def connect(path: Path, *, read_only: bool = False, wait_seconds: float = 300.0
         yield con
     finally:
         con.close()
+
+
+# stores this process keeps open across a run's steps (`held_open`), by resolved path
+_HELD: dict[Path, duckdb.DuckDBPyConnection] = {}
+
+
+@contextmanager
+def held_open(path: Path) -> Iterator[None]:
+    """Keep a DuckDB file open in this process while a run's steps come and go.
+
+    Each step opens the vault and closes it again: opening reads its catalog, closing writes
+    a checkpoint, some 15 ms and more each, about thirty times in a weekly run. Inside this,
+    `connect` hands each step a connection of its own to the file already open (its own
+    transactions and temporary tables, as before); the file is closed, and checkpointed, once
+    at the end. Other processes wait for it as they wait for any step."""
+    key = path.resolve()
+    if key in _HELD:
+        yield
+        return
+    with connect(path) as con:
+        _HELD[key] = con
+        try:
+            yield
+        finally:
+            _HELD.pop(key, None)
 
 
 @contextmanager

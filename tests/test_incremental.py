@@ -58,6 +58,9 @@ def test_a_week_is_linked_incrementally(weekly: dict) -> None:
     assert first["incremental"] == 0 and first["model_trained"] == 1
     assert week["incremental"] == 1 and week["model_trained"] == 0
     assert 0 < week["records_scored"] < week["records"]
+    # the first run read every record; the week only those of its new deliveries
+    assert first["records_read"] == first["records"]
+    assert week["records_scored"] <= week["records_read"] < week["records"]
     assert week["records_relinked"] < week["records"]
     assert len(weekly["after"]) == week["records"]
 
@@ -78,6 +81,32 @@ def test_incremental_linkage_finds_what_a_full_relink_finds(weekly: dict, tmp_pa
     assert {frozenset(p[:2]): p[2] for p in pairs} == {
         frozenset(p[:2]): p[2] for p in weekly["pairs"]}
     assert full == weekly["after"]
+
+
+def test_linkage_reads_every_record_again_when_what_it_linked_changed(weekly: dict,
+                                                                     tmp_path: Path) -> None:
+    """A week reads only its new deliveries' records. Every record is read again when the
+    records' SQL changed (a feed declared or changed) or a delivery linked before changed."""
+    from pipelines.feeds import FEEDS
+    from pipelines.linking import _changed_records_sql
+
+    settings: Settings = weekly["settings"]
+    copy = tmp_path / "data"
+    shutil.copytree(settings.data_dir, copy)
+    with connect(copy / "vault.duckdb") as con:
+        (fp,), = con.execute("select distinct fingerprint from linkage.linked_deliveries"
+                             ).fetchall()
+        assert _changed_records_sql(con, FEEDS, fp) is not None
+        assert _changed_records_sql(con, FEEDS, "another declaration") is None
+        # a row of a delivery linked last week is no longer there
+        con.execute("delete from raw.health__blood_lead where _delivery_id = (select min("
+                    "_delivery_id) from raw.health__blood_lead) and _line = 2")
+        assert _changed_records_sql(con, FEEDS, fp) is None
+        again = relink(con, Settings(settings.landing, copy, AS_OF, settings.pseudonym_key))
+        assert again["incremental"] == 1 and again["records_read"] == again["records"]
+        # and the run after it reads only what is new again (nothing)
+        quiet = relink(con, Settings(settings.landing, copy, AS_OF, settings.pseudonym_key))
+        assert quiet["records_read"] == 0 and quiet["records_scored"] == 0
 
 
 def test_the_model_is_retrained_when_the_records_drifted(weekly: dict, tmp_path: Path) -> None:
