@@ -75,7 +75,12 @@ def assign_person_ids(clusters: pd.DataFrame, prior: dict[str, str],
     votes = (frame.dropna(subset=["prior"]).groupby(["cid", "prior"]).size()
              .rename("n").reset_index()
              .sort_values(["cid", "n", "prior"], ascending=[True, False, True]))
-    wanted = votes.groupby("cid", sort=False)["prior"].agg(list).to_dict()
+    # each cluster's prior ids, most common first (the rows are in that order): split where
+    # the cluster changes (pandas' groupby-to-list took 0.2-0.3 s for a 1M city's week)
+    cids, priors = votes["cid"].to_numpy(), votes["prior"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, cids[1:] != cids[:-1]]) if len(cids) else []
+    wanted = dict(zip(cids[starts], np.split(priors, starts[1:]), strict=True)) if len(
+        cids) else {}
     original = dict(zip(frame["cid"], clusters["cluster_id"], strict=True))
     taken: set[str] = set(in_use)  # ids of persons this run did not touch
     result: dict[str, str] = {}

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import duckdb
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 from packaging import version
 
@@ -241,8 +242,11 @@ class Seeds:
             if not wh.execute("select count(*) from information_schema.tables where "
                               "table_schema = 'meta' and table_name = 'seed_build'").fetchone()[0]:
                 return False
-            kept = wh.execute("select fingerprint, table_schema, table_name, row_count "
-                              "from meta.seed_build").fetchall()
+            try:
+                kept = wh.execute("select fingerprint, seed_schema, seed_table, row_count "
+                                  "from meta.seed_build").fetchall()
+            except duckdb.Error:  # written by another release: load the seeds again
+                return False
             if {k[0] for k in kept} != {self.fingerprint}:
                 return False
             if sorted((k[1], k[2]) for k in kept) != self._tables():
@@ -265,7 +269,7 @@ class Seeds:
         with connect(self.warehouse) as wh:
             wh.execute("create schema if not exists meta")
             wh.execute("create or replace table meta.seed_build (fingerprint varchar, "
-                       "table_schema varchar, table_name varchar, row_count bigint)")
+                       "seed_schema varchar, seed_table varchar, row_count bigint)")
             if not (set(self.nodes) | self.tests) <= ok:
                 return
             for schema, table in self._tables():
