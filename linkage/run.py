@@ -137,11 +137,14 @@ def _ids(con: duckdb.DuckDBPyConnection, name: str, ids, column: str = "uid") ->
     con.register(name, pa.table({column: pa.array(sorted(ids), pa.string())}))
 
 
+TYPES = {"first_aliases": "varchar[]", "unseen_name": "boolean"}  # the rest are text
+
+
 def typed(frame: str, columns) -> str:
     """select every column of registered `frame` with its declared type: a pandas column of
     only missing values would otherwise come through as a number."""
     return "select " + ", ".join(
-        f"cast({c} as {'varchar[]' if c == 'first_aliases' else 'varchar'}) as {c}"
+        f"cast({c} as {TYPES.get(c, 'varchar')}) as {c}"
         for c in columns) + f" from {frame}"
 
 
@@ -196,23 +199,33 @@ def retrain_reasons(model_path: Path, n_records: int, unseen: float,
     return reasons
 
 
+def _unseen_flags(tf_seen: dict[str, set[str]], frame: pd.DataFrame) -> np.ndarray:
+    """Per record: a first name or surname the frozen term frequencies never saw."""
+    unseen = np.zeros(len(frame), dtype=bool)
+    for column, seen in tf_seen.items():
+        values = frame[column]
+        unseen |= (values.notna() & ~values.isin(seen)).to_numpy()
+    return unseen
+
+
 def _unseen_share(con: duckdb.DuckDBPyConnection, tf_seen: dict[str, set[str]],
                   new: pd.DataFrame, n_kept: int) -> float:
     """The share of the records with a first name or surname the frozen term frequencies
-    never saw: the kept records counted in the vault, the new ones here."""
+    never saw: the kept records counted in the vault (each record's `unseen_name`, set as it
+    is written; rows written before the column existed are flagged here once), the new ones
+    here."""
     if not tf_seen or not (n_kept + len(new)):
         return 0.0
-    unseen = np.zeros(len(new), dtype=bool)
-    for column, seen in tf_seen.items():
-        values = new[column]
-        unseen |= (values.notna() & ~values.isin(seen)).to_numpy()
+    unseen = _unseen_flags(tf_seen, new)
     kept = 0
     if n_kept:
-        kept = con.execute(
-            "select count(*) from linkage.person_records as p semi join kept_ids using "
-            "(unique_id) where " + " or ".join(
-                f"(p.{c} is not null and p.{c} not in (select {c} from linkage.tf_{c}))"
-                for c in tf_seen)).fetchall()[0][0]
+        con.execute("alter table linkage.person_records add column if not exists "
+                    "unseen_name boolean")
+        con.execute("update linkage.person_records as p set unseen_name = (" + " or ".join(
+            f"(p.{c} is not null and p.{c} not in (select {c} from linkage.tf_{c}))"
+            for c in tf_seen) + ") where unseen_name is null")
+        kept = con.execute("select count(*) from linkage.person_records semi join kept_ids "
+                           "using (unique_id) where unseen_name").fetchall()[0][0]
     return float((int(unseen.sum()) + kept) / (n_kept + len(new)))
 
 
@@ -337,6 +350,11 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
             con.execute(f"create or replace table linkage.tf_{column} as select * from frame")
             con.unregister("frame")
         unseen = 0.0
+    # what each record written now says about the term frequencies it is scored with (none
+    # unseen by frequencies just made from these records)
+    for frame in (records, new) if full else (new,):
+        frame["unseen_name"] = (np.zeros(len(frame), dtype=bool) if reasons or not tf_seen
+                                else _unseen_flags(tf_seen, frame))
     tf = {c: con.execute(f"select * from linkage.tf_{c}").df() for c in TF_COLUMNS}
     fingerprint = model_fingerprint(model_path)
     floor = min(0.5, threshold)
@@ -435,6 +453,8 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
             _ids(con, "gone_ids", gone, "uid")
             con.execute("delete from linkage.person_records where unique_id in "
                         "(select uid from gone_ids) or unique_id in (select unique_id from frame)")
+            con.execute("alter table linkage.person_records add column if not exists "
+                        "unseen_name boolean")
             con.execute("insert into linkage.person_records by name "
                         + typed("frame", new.columns))
             con.unregister("gone_ids")

@@ -99,7 +99,7 @@ def _contract_columns(alias: str, feed: Feed) -> str:
 def _elsewhere(feeds: tuple[Feed, ...]) -> str:
     """The child's street line in every other person-bearing feed, dated: where the home to
     inspect comes from when the confirming test has none (from the declarations, so a new
-    feed's addresses count too)."""
+    feed's addresses count too). Read inside the `dwelling` source, for its `on_test`."""
     parts = []
     for feed in person_feeds(feeds):
         p = feed.person
@@ -117,7 +117,10 @@ def _elsewhere(feeds: tuple[Feed, ...]) -> str:
             f"'{label}' as found_in\n"
             f"            from linkage.person_crosswalk as x join raw.{feed.name} as r\n"
             f"              on x.source = '{p.source}' and x.record_key = "
-            f"{feed.record_key_sql('r')}")
+            f"{feed.record_key_sql('r')}\n"
+            # only the children whose confirming test has no street line (a few hundred of a
+            # 1M city's, against every record of every child)
+            f"            where x.person_id in (select person_id from on_test where line is null)")
     return "\n            union all\n".join(parts) or (
         "            select null as person_id, null as line, null as zip, "
         "null::date as seen, null as found_in where false")
@@ -169,13 +172,19 @@ def list_sources(feeds: tuple[Feed, ...] = FEEDS) -> dict[str, str]:
 {_elsewhere(feeds)}
         ),
         nearest as (
-            select t.alert_id, o.line, o.zip, o.found_in, o.seen
-            from on_test as t join elsewhere as o on o.person_id = t.person_id
-            where t.line is null and nullif(trim(o.line), '') is not null
-            qualify row_number() over (
-                partition by t.alert_id
-                order by (o.seen <= t.episode_date) desc,
-                         abs(date_diff('day', o.seen, t.episode_date)), o.found_in, o.line) = 1
+            -- the nearest non-blank line (blank ones last, and dropped after the pick: so the
+            -- blank test is made on the few rows joined, not on every row of every feed)
+            select * from (
+                select t.alert_id, o.line, o.zip, o.found_in, o.seen
+                from on_test as t join elsewhere as o on o.person_id = t.person_id
+                where t.line is null
+                qualify row_number() over (
+                    partition by t.alert_id
+                    order by nullif(trim(o.line), '') is null, (o.seen <= t.episode_date) desc,
+                             abs(date_diff('day', o.seen, t.episode_date)), o.found_in,
+                             o.line) = 1
+            ) as picked
+            where nullif(trim(line), '') is not null
         )
         select t.alert_id,
                coalesce(t.line, n.line, 'address unknown') as address_to_inspect,

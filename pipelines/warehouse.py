@@ -173,20 +173,35 @@ create table if not exists prep.street_lines (
     line varchar, unit varchar, dwelling varchar, building varchar, standardiser varchar);
 """
 
-# every (street line, unit) a src table turns into dwelling and building keys
-STREET_LINES_SQL = """
-select pat_address as line, cast(null as varchar) as unit from raw.health__blood_lead
-union select address, unit from raw.housing__inspections
-union select address, unit from raw.housing__residents
-"""
+# every (street line, unit) a src table turns into dwelling and building keys: feed, line, unit
+STREET_LINE_COLUMNS = (("health__blood_lead", "pat_address", "cast(null as varchar)"),
+                       ("housing__inspections", "address", "unit"),
+                       ("housing__residents", "address", "unit"))
 
 
-def refresh_street_lines(vault: duckdb.DuckDBPyConnection) -> int:
+def street_lines_sql(only_in: str | None = None) -> str:
+    """The distinct (line, unit) pairs of the feeds' rows; with `only_in` (a table of feed and
+    delivery_id), of those deliveries' rows only."""
+    return "\nunion ".join(
+        f"select {line} as line, {unit} as unit from raw.{feed}"
+        + (f" where _delivery_id in (select delivery_id from {only_in} where feed = '{feed}')"
+           if only_in else "")
+        for feed, line, unit in STREET_LINE_COLUMNS)
+
+
+STREET_LINES_SQL = street_lines_sql()
+
+
+def refresh_street_lines(vault: duckdb.DuckDBPyConnection, only_in: str | None = None) -> int:
     """Standardise the street lines not yet in prep.street_lines; drop the ones no source
-    holds any more, and all of them when the standardiser changed. Returns how many were new."""
+    holds any more, and all of them when the standardiser changed. Returns how many were new.
+
+    `only_in` (a table of feed and delivery_id): the deliveries new since the last refresh,
+    when the deliveries it saw are all still there as they were and the standardiser is the
+    same: only their lines can be new, and no line can have gone."""
     vault.execute(STREET_LINES_DDL)
     vault.execute("delete from prep.street_lines where standardiser <> ?", [STANDARDISER])
-    new = vault.execute(f"select line, unit from ({STREET_LINES_SQL}) "
+    new = vault.execute(f"select line, unit from ({street_lines_sql(only_in)}) "
                         "except select line, unit from prep.street_lines").fetchall()
     if new:
         rows = pa.table({
@@ -197,6 +212,8 @@ def refresh_street_lines(vault: duckdb.DuckDBPyConnection) -> int:
         vault.register("new_lines", rows)
         vault.execute("insert into prep.street_lines select *, ? from new_lines", [STANDARDISER])
         vault.unregister("new_lines")
+    if only_in is not None:
+        return len(new)
     vault.execute(f"""
         delete from prep.street_lines as s where not exists (
             select 1 from ({STREET_LINES_SQL}) as l
@@ -416,7 +433,6 @@ def refresh_sources(vault: duckdb.DuckDBPyConnection, warehouse: duckdb.DuckDBPy
     is written while the next is built, in one transaction. Returns per table its `rows` and
     the rows `written` this run."""
     check_key(vault, key)  # a run with another key stops here, before any pseudonym changes
-    refresh_street_lines(vault)
     vault.execute(PREP_DDL)
     made = sources(feeds)
     names = [s.name for s in made]
@@ -432,6 +448,20 @@ def refresh_sources(vault: duckdb.DuckDBPyConnection, warehouse: duckdb.DuckDBPy
                        and not vault.execute(  # a delivery a table holds, changed or gone
                            "select 1 from (select * from prep.src_deliveries except "
                            "select * from _src_deliveries_now) limit 1").fetchall())
+        # the street lines: only the new deliveries' when the src tables are made by what
+        # changed (every delivery they hold still there, the standardiser the same)
+        if incremental and all(f in {s.feed.name for s in made if s.feed}
+                               for f, _, _ in STREET_LINE_COLUMNS):
+            vault.execute("create or replace temp table _street_new as select f.feed, "
+                          "n.delivery_id from (select src, delivery_id from _src_deliveries_now "
+                          "except select src, delivery_id from prep.src_deliveries) as n "
+                          "join (select unnest(?) as src, unnest(?) as feed) as f "
+                          "on f.src = n.src",
+                          [[s.name for s in made if s.feed], [s.feed.name for s in made if s.feed]])
+            refresh_street_lines(vault, "_street_new")
+            vault.execute("drop table temp._street_new")
+        else:
+            refresh_street_lines(vault)
         try:
             if incremental:
                 # the records whose person or birth date changed, or that joined or left

@@ -109,6 +109,21 @@ def test_linkage_reads_every_record_again_when_what_it_linked_changed(weekly: di
         assert quiet["records_read"] == 0 and quiet["records_scored"] == 0
 
 
+def test_each_record_says_whether_the_model_saw_its_names(weekly: dict) -> None:
+    """Each linked record carries whether its first name or surname is one the frozen term
+    frequencies never saw, and the week's drift share is the share of such records."""
+    settings: Settings = weekly["settings"]
+    with duckdb.connect(str(settings.vault_path), read_only=True) as con:
+        wrong, share, unseen = con.execute(
+            "select count(*) filter (where unseen_name is distinct from ("
+            "(first_name is not null and first_name not in (select first_name from "
+            "linkage.tf_first_name)) or (last_name is not null and last_name not in "
+            "(select last_name from linkage.tf_last_name)))), avg(unseen_name::int), "
+            "count(*) filter (where unseen_name) from linkage.person_records").fetchone()
+    assert wrong == 0 and unseen > 0
+    assert weekly["week"]["unseen_name_share"] == pytest.approx(share)
+
+
 def test_the_model_is_retrained_when_the_records_drifted(weekly: dict, tmp_path: Path) -> None:
     from linkage.run import run_linkage
 
@@ -307,7 +322,7 @@ def test_a_weeks_src_tables_are_the_ones_a_whole_build_makes(weekly: dict, tmp_p
     person or birth date); the tables are row for row what building them whole makes, after a
     week, after records move between persons, and after the key is rotated."""
     from pipelines.keys import rotate
-    from pipelines.warehouse import build_sources, refresh_sources
+    from pipelines.warehouse import build_sources, refresh_sources, refresh_street_lines
 
     settings: Settings = weekly["settings"]
     data = tmp_path / "data"
@@ -326,8 +341,12 @@ def test_a_weeks_src_tables_are_the_ones_a_whole_build_makes(weekly: dict, tmp_p
     _ingest(older_settings, lambda p: True)
     with connect(older_settings.vault_path) as vault:
         relink(vault, older_settings)
+        lines_before = vault.execute("select count(*) from prep.street_lines").fetchall()
         week = refresh_sources(vault, wh, key)
         assert 0 < week["health_tests"]["written"] < week["health_tests"]["rows"]
+        # the week standardised only its new deliveries' street lines, and missed none
+        assert vault.execute("select count(*) from prep.street_lines").fetchall() > lines_before
+        assert refresh_street_lines(vault) == 0
         built_for_week = wh.execute("select build_id from meta.src_build").fetchall()
         assert set(_differs(wh, build_sources(vault, key)).values()) == {0}
 

@@ -176,13 +176,15 @@ def seeds_were_skipped(data: Path, monkeypatch) -> None:
         assert con.execute("select count(distinct fingerprint), count(*) from meta.seed_build"
                            ).fetchone() == (1, len(seeds.nodes))
     changed = Seeds(wh_path)
-    uid = sorted(changed.nodes)[0]
+    uid = min(changed.nodes)
     monkeypatch.setitem(changed.nodes[uid], "checksum", {"name": "sha256", "checksum": "0"})
     changed.fingerprint = Seeds.fingerprint_of(changed.nodes)
     assert not changed.loaded()
     copy = data.parent / "warehouse_copy.duckdb"
-    for damage in ("delete from rules.alert_rules where rule_code = (select min(rule_code) "
-                   "from rules.alert_rules)", "drop table rules.lead_bands"):
+    emptied = ("delete from rules.alert_rules where rule_code = "
+               "(select min(rule_code) from rules.alert_rules)")
+    damages = (emptied, "drop table rules.lead_bands")
+    for damage in damages:
         shutil.copyfile(wh_path, copy)
         with duckdb.connect(str(copy)) as con:
             con.execute(damage)
