@@ -215,6 +215,7 @@ def connect(path: Path, *, read_only: bool = False, wait_seconds: float = 300.0
     if held is not None:  # open for the whole run already: another connection to it
         con = held.cursor()
         try:
+            con.execute("SET enable_progress_bar = false")
             yield con
         finally:
             con.close()
