@@ -440,6 +440,17 @@ def person_feeds(feeds: tuple[Feed, ...] = FEEDS) -> list[Feed]:
     return [f for f in feeds if f.person is not None and f.store == "vault"]
 
 
+def delivery_counts_sql(labelled: list[tuple[str, str]], label: str = "feed") -> str:
+    """Each delivery's row count in each feed's vault table: (`label`, delivery_id, n) for the
+    (label, feed name) pairs given. What a stage built from, kept beside what it built, tells
+    it the deliveries since (new) and those changed or gone."""
+    empty = (f"select null::varchar as {label}, null::varchar as delivery_id, "
+             "null::bigint as n where false")
+    return " union all ".join(
+        [f"select '{name}' as {label}, _delivery_id as delivery_id, count(*) as n "
+         f"from raw.{feed} group by _delivery_id" for name, feed in labelled] + [empty])
+
+
 def _only_new(feed: Feed, table: str | None) -> str:
     """The semi join that keeps a feed's records with a row in the deliveries of `table`."""
     if table is None:

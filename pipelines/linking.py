@@ -10,7 +10,14 @@ import hashlib
 import duckdb
 
 from linkage.run import run_linkage
-from pipelines.feeds import FEEDS, Feed, distinct_rosters, person_feeds, person_records_sql
+from pipelines.feeds import (
+    FEEDS,
+    Feed,
+    delivery_counts_sql,
+    distinct_rosters,
+    person_feeds,
+    person_records_sql,
+)
 from pipelines.stores import Settings, linkage_setting
 
 
@@ -43,12 +50,11 @@ def _relink(con: duckdb.DuckDBPyConnection, settings: Settings, retrain: bool,
             feeds: tuple[Feed, ...], full: bool, scorer=None) -> dict[str, int]:
     records_sql = person_records_sql(feeds)
     fingerprint = hashlib.sha256(records_sql.encode()).hexdigest()[:16]
+    deliveries_now(con, feeds)
     # asked to relink everything, or to retrain: every record is read again
     changed_sql = None if full or retrain else _changed_records_sql(con, feeds, fingerprint)
     counts = _run(con, settings, retrain, feeds, full, scorer, records_sql, changed_sql)
     # what this run linked: the next reads only the records of deliveries not among these
-    if changed_sql is None:
-        _changed_records_sql(con, feeds, fingerprint)  # the deliveries as they are now
     con.execute("begin transaction")
     con.execute("delete from linkage.linked_deliveries")
     con.execute("insert into linkage.linked_deliveries select ?, feed, delivery_id, n "
@@ -59,6 +65,16 @@ def _relink(con: duckdb.DuckDBPyConnection, settings: Settings, retrain: bool,
     return counts
 
 
+def deliveries_now(con: duckdb.DuckDBPyConnection, feeds: tuple[Feed, ...]) -> None:
+    """temp.link_deliveries_now: each person-bearing feed's deliveries, with their row counts,
+    as linkage is about to read them (and linkage.linked_deliveries, where they are kept)."""
+    con.execute("create schema if not exists linkage")
+    con.execute("create table if not exists linkage.linked_deliveries "
+                "(fingerprint varchar, feed varchar, delivery_id varchar, n bigint)")
+    con.execute("create or replace temp table link_deliveries_now as " + delivery_counts_sql(
+        [(f.name, f.name) for f in person_feeds(feeds)]))
+
+
 def _changed_records_sql(con: duckdb.DuckDBPyConnection, feeds: tuple[Feed, ...],
                          fingerprint: str) -> str | None:
     """The records of the deliveries linkage has not linked yet (new since its last run), or
@@ -66,13 +82,7 @@ def _changed_records_sql(con: duckdb.DuckDBPyConnection, feeds: tuple[Feed, ...]
     declared or changed), or a delivery it linked has changed or is gone.
 
     `linkage.linked_deliveries` holds each person-bearing feed's deliveries, with their row
-    counts, as of the last run; `temp.link_deliveries_now` the same now."""
-    con.execute("create schema if not exists linkage")
-    con.execute("create table if not exists linkage.linked_deliveries "
-                "(fingerprint varchar, feed varchar, delivery_id varchar, n bigint)")
-    con.execute("create or replace temp table link_deliveries_now as " + " union all ".join(
-        f"select '{f.name}' as feed, _delivery_id as delivery_id, count(*) as n "
-        f"from raw.{f.name} group by _delivery_id" for f in person_feeds(feeds)))
+    counts, as of the last run; `temp.link_deliveries_now` (`deliveries_now`) the same now."""
     prints = {p for (p,) in con.execute(
         "select distinct fingerprint from linkage.linked_deliveries").fetchall()}
     if prints != {fingerprint} or con.execute(

@@ -38,6 +38,7 @@ from pipelines.feeds import (
     RESIDENTS,
     SERVICES,
     Feed,
+    delivery_counts_sql,
     person_feeds,
     vault_columns,
 )
@@ -439,10 +440,9 @@ def refresh_sources(vault: duckdb.DuckDBPyConnection, warehouse: duckdb.DuckDBPy
     with pseudonyms_in(vault, pseudonym=key, anchor=anchor_salt(vault)):
         fp = _fingerprint(vault, key, made)
         state = vault.execute("select fingerprint, build_id from prep.src_state").fetchone()
-        vault.execute("create or replace temp table _src_deliveries_now as " + " union all ".join(
-            [f"select '{s.name}' as src, _delivery_id as delivery_id, count(*) as n "
-             f"from raw.{s.feed.name} group by _delivery_id" for s in made if s.feed]
-            + ["select null::varchar, null::varchar, null::bigint where false"]))
+        vault.execute("create or replace temp table _src_deliveries_now as "
+                      + delivery_counts_sql([(s.name, s.feed.name) for s in made if s.feed],
+                                            "src"))
         incremental = (state is not None and state[0] == fp
                        and state[1] == _warehouse_build(warehouse, names)
                        and not vault.execute(  # a delivery a table holds, changed or gone

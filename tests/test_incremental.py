@@ -88,7 +88,7 @@ def test_linkage_reads_every_record_again_when_what_it_linked_changed(weekly: di
     """A week reads only its new deliveries' records. Every record is read again when the
     records' SQL changed (a feed declared or changed) or a delivery linked before changed."""
     from pipelines.feeds import FEEDS
-    from pipelines.linking import _changed_records_sql
+    from pipelines.linking import _changed_records_sql, deliveries_now
 
     settings: Settings = weekly["settings"]
     copy = tmp_path / "data"
@@ -96,11 +96,13 @@ def test_linkage_reads_every_record_again_when_what_it_linked_changed(weekly: di
     with connect(copy / "vault.duckdb") as con:
         (fp,), = con.execute("select distinct fingerprint from linkage.linked_deliveries"
                              ).fetchall()
+        deliveries_now(con, FEEDS)
         assert _changed_records_sql(con, FEEDS, fp) is not None
         assert _changed_records_sql(con, FEEDS, "another declaration") is None
         # a row of a delivery linked last week is no longer there
         con.execute("delete from raw.health__blood_lead where _delivery_id = (select min("
                     "_delivery_id) from raw.health__blood_lead) and _line = 2")
+        deliveries_now(con, FEEDS)
         assert _changed_records_sql(con, FEEDS, fp) is None
         again = relink(con, Settings(settings.landing, copy, AS_OF, settings.pseudonym_key))
         assert again["incremental"] == 1 and again["records_read"] == again["records"]
