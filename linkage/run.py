@@ -219,8 +219,6 @@ def _unseen_share(con: duckdb.DuckDBPyConnection, tf_seen: dict[str, set[str]],
     unseen = _unseen_flags(tf_seen, new)
     kept = 0
     if n_kept:
-        con.execute("alter table linkage.person_records add column if not exists "
-                    "unseen_name boolean")
         con.execute("update linkage.person_records as p set unseen_name = (" + " or ".join(
             f"(p.{c} is not null and p.{c} not in (select {c} from linkage.tf_{c}))"
             for c in tf_seen) + ") where unseen_name is null")
@@ -282,11 +280,12 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
                       ("scoring_seconds", "double")):
         con.execute(f"alter table linkage.run_stats add column if not exists {col} {kind}")
     state = _state(con)
+    if state:  # records written before each carried its unseen_name (see _unseen_share)
+        con.execute("alter table linkage.person_records add column if not exists "
+                    "unseen_name boolean")
     partial = bool(state) and changed_records_sql is not None and state["standard"] == _STANDARD
     _hashed_input(con, changed_records_sql if partial else records_sql)
     n_read = con.execute("select count(*) from link_input").fetchall()[0][0]
-    # every current record: all of them are read, unless only the changed ones were
-    con.execute("create or replace temp view link_present as select unique_id from link_input")
     if partial:
         # only the records that may have changed are here: each is kept (same hash) or fresh;
         # every record of the last run not among the fresh is kept, and none is gone
@@ -300,8 +299,6 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
         con.unregister("fresh_ids")
         n_kept = con.execute("select count(*) from kept_ids").fetchall()[0][0]
         gone = set()
-        con.execute("create or replace temp view link_present as select unique_id from "
-                    "kept_ids union all select unique_id from link_input")
     elif state:
         # one pass over the records now and as last linked: each is kept (same hash), fresh
         # (new or changed) or gone (changed or no longer sent)
@@ -322,6 +319,9 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
     else:
         fresh = con.execute("select * from link_input").df()
         n_kept, gone = 0, set()
+    # every current record: those read, and (when only the changed ones were read) the kept
+    con.execute("create or replace temp view link_present as select unique_id from link_input"
+                + (" union all select unique_id from kept_ids" if partial else ""))
     new = standardise_records(fresh)
     new["record_hash"] = fresh["record_hash"].to_numpy()
 
@@ -453,8 +453,6 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
             _ids(con, "gone_ids", gone, "uid")
             con.execute("delete from linkage.person_records where unique_id in "
                         "(select uid from gone_ids) or unique_id in (select unique_id from frame)")
-            con.execute("alter table linkage.person_records add column if not exists "
-                        "unseen_name boolean")
             con.execute("insert into linkage.person_records by name "
                         + typed("frame", new.columns))
             con.unregister("gone_ids")

@@ -448,21 +448,23 @@ def refresh_sources(vault: duckdb.DuckDBPyConnection, warehouse: duckdb.DuckDBPy
                        and not vault.execute(  # a delivery a table holds, changed or gone
                            "select 1 from (select * from prep.src_deliveries except "
                            "select * from _src_deliveries_now) limit 1").fetchall())
-        # the street lines: only the new deliveries' when the src tables are made by what
-        # changed (every delivery they hold still there, the standardiser the same)
-        if incremental and all(f in {s.feed.name for s in made if s.feed}
-                               for f, _, _ in STREET_LINE_COLUMNS):
-            vault.execute("create or replace temp table _street_new as select f.feed, "
-                          "n.delivery_id from (select src, delivery_id from _src_deliveries_now "
-                          "except select src, delivery_id from prep.src_deliveries) as n "
-                          "join (select unnest(?) as src, unnest(?) as feed) as f "
-                          "on f.src = n.src",
-                          [[s.name for s in made if s.feed], [s.feed.name for s in made if s.feed]])
-            refresh_street_lines(vault, "_street_new")
-            vault.execute("drop table temp._street_new")
-        else:
-            refresh_street_lines(vault)
         try:
+            if incremental:
+                vault.execute("""
+                    create or replace temp table _src_new as
+                    select src, delivery_id from _src_deliveries_now
+                    except select src, delivery_id from prep.src_deliveries""")
+            # the street lines: only the new deliveries' when the src tables are made by what
+            # changed (every delivery they hold still there, the standardiser the same)
+            feed_of = {s.name: s.feed.name for s in made if s.feed}
+            if incremental and {f for f, _, _ in STREET_LINE_COLUMNS} <= set(feed_of.values()):
+                vault.execute("create or replace temp table _street_new as select f.feed, "
+                              "n.delivery_id from _src_new as n join (select unnest(?) as src, "
+                              "unnest(?) as feed) as f on f.src = n.src",
+                              [list(feed_of), list(feed_of.values())])
+                refresh_street_lines(vault, "_street_new")
+            else:
+                refresh_street_lines(vault)
             if incremental:
                 # the records whose person or birth date changed, or that joined or left
                 vault.execute(f"""
@@ -474,10 +476,6 @@ def refresh_sources(vault: duckdb.DuckDBPyConnection, warehouse: duckdb.DuckDBPy
                     where n.record_key is null or b.record_key is null
                        or n.person_id is distinct from b.person_id
                        or n.birth_date is distinct from b.birth_date""")
-                vault.execute("""
-                    create or replace temp table _src_new as
-                    select src, delivery_id from _src_deliveries_now
-                    except select src, delivery_id from prep.src_deliveries""")
             else:
                 vault.execute(f"create or replace temp table _src_basis_now as {BASIS_SQL}")
             build = {"id": state[1] if incremental else None}
@@ -514,7 +512,7 @@ def refresh_sources(vault: duckdb.DuckDBPyConnection, warehouse: duckdb.DuckDBPy
                 raise
         finally:
             for t in ("_src_basis_now", "_src_deliveries_now", "_src_moved", "_src_new",
-                      "_src_units"):
+                      "_src_units", "_street_new"):
                 vault.execute(f"drop table if exists temp.{t}")
     return {name: {"rows": int(warehouse.execute(f"select count(*) from src.{name}")
                                .fetchall()[0][0]), "written": written.get(name, 0)}

@@ -19,7 +19,7 @@ from pipelines.dbt_manifest import DBT_DIR, current_manifest, dbt_executable
 from pipelines.dbt_ready import launcher as ready_dbt_launcher
 from pipelines.defs.resources import PlumblineSettings
 from pipelines.publish import draw_early
-from pipelines.stores import connect, engine_from_env, warehouse_lock
+from pipelines.stores import connect, engine_from_env, has_table, warehouse_lock
 from pipelines.warehouse import SRC_TABLES, build_sources, refresh_sources
 
 ENGINE = engine_from_env()  # where the warehouse is built: DuckDB files, or Spark
@@ -239,8 +239,7 @@ class Seeds:
         if not self.warehouse.exists():
             return False
         with connect(self.warehouse, read_only=True) as wh:
-            if not wh.execute("select count(*) from information_schema.tables where "
-                              "table_schema = 'meta' and table_name = 'seed_build'").fetchone()[0]:
+            if not has_table(wh, "meta", "seed_build"):
                 return False
             try:
                 kept = wh.execute("select fingerprint, seed_schema, seed_table, row_count "
