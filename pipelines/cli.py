@@ -116,7 +116,7 @@ def run_pipeline(settings: Settings, selection: list | None = None) -> bool:
         ready_dbt.close()
 
 
-LATER_IMPORTS = ("scipy.sparse", "scipy.sparse.csgraph", "jinja2")
+LATER_IMPORTS = ("scipy.sparse", "scipy.sparse.csgraph", "sqlglot.dialects.duckdb", "jinja2")
 
 
 def _import_quietly(names: tuple[str, ...]) -> None:
@@ -147,9 +147,9 @@ def _run_job(settings: Settings, selection: list | None, ready_dbt) -> bool:
             print(f"{stale} earlier run(s) had died without ending; marked failed.",
                   file=sys.stderr)
         ready_dbt.start()  # dbt loads on the other core while the run ingests and links
-        # what linkage imports (its connected components) and the lists' pages (Jinja2),
-        # loaded while ingest waits on the worker's validation: 0.3-0.6 s of the linkage step
-        # otherwise
+        # what linkage imports (its connected components, and sqlglot's DuckDB dialect, in
+        # which Splink reads the model's comparisons) and the lists' pages (Jinja2), loaded
+        # while ingest waits on the worker's validation: 0.5-0.8 s of the linkage step otherwise
         threading.Thread(target=_import_quietly, args=(LATER_IMPORTS,), daemon=True,
                          name="plumbline-preload").start()
         publish.DRAW_EARLY = True  # every step runs here: charts can be drawn once dbt is done

@@ -16,6 +16,7 @@ import fcntl
 import logging
 import os
 import secrets
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -265,6 +266,38 @@ def held_open(path: Path) -> Iterator[None]:
             yield
         finally:
             _HELD.pop(key, None)
+
+
+@contextmanager
+def checkpointing(path: Path) -> Iterator[None]:
+    """While the body runs, write a held store's checkpoint on a thread of this process.
+
+    A held store (`held_open`) is checkpointed when it closes, at the run's end: 0.4 s of a
+    1M city's weekly run (compressing what ingest and linkage wrote), on one core while the
+    other waits. The dbt step runs in a process of its own and leaves the vault alone, and
+    DuckDB lets go of Python while it checkpoints, so there the checkpoint is written beside
+    dbt instead, and the close has only what the later steps wrote. A checkpoint that cannot
+    run (another transaction open) is left to the close. Stores not held: nothing to do."""
+    held = _HELD.get(path.resolve())
+    if held is None:
+        yield
+        return
+
+    def write() -> None:
+        con = held.cursor()
+        try:
+            con.execute("CHECKPOINT")
+        except duckdb.Error:
+            pass  # the close checkpoints it
+        finally:
+            con.close()
+
+    worker = threading.Thread(target=write, name="plumbline-checkpoint", daemon=True)
+    worker.start()
+    try:
+        yield
+    finally:
+        worker.join()
 
 
 @contextmanager

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipelines.stores import connect, held_open
+from pipelines.stores import checkpointing, connect, held_open
 
 
 def _other_process(path: Path, sql: str) -> subprocess.CompletedProcess[str]:
@@ -32,3 +32,21 @@ def test_a_store_held_open_gives_each_step_a_connection_of_its_own(tmp_path: Pat
     # let go at the run's end: another process opens it and finds what the steps wrote
     done = _other_process(path, "select x from t")
     assert done.returncode == 0 and done.stdout.strip() == "[(1,)]"
+
+
+def test_a_held_store_is_checkpointed_while_another_process_works(tmp_path: Path) -> None:
+    path = tmp_path / "vault.duckdb"
+    wal = path.with_name(path.name + ".wal")
+    with held_open(path):
+        with connect(path) as step:
+            step.execute("create table t as select range as x from range(200000)")
+        assert wal.exists() and wal.stat().st_size > 0  # written, not yet checkpointed
+        with checkpointing(path):
+            pass  # dbt builds the warehouse here, in its own process
+        assert not wal.exists() or wal.stat().st_size == 0
+        with connect(path, read_only=True) as later:
+            assert later.execute("select count(*) from t").fetchone() == (200000,)
+    # a store that is not held: nothing to do, and nothing goes wrong
+    with checkpointing(tmp_path / "other.duckdb"):
+        pass
+    assert not (tmp_path / "other.duckdb").exists()

@@ -19,7 +19,7 @@ from pipelines.dbt_manifest import DBT_DIR, current_manifest, dbt_executable
 from pipelines.dbt_ready import launcher as ready_dbt_launcher
 from pipelines.defs.resources import PlumblineSettings
 from pipelines.publish import draw_early
-from pipelines.stores import connect, engine_from_env, has_table, warehouse_lock
+from pipelines.stores import checkpointing, connect, engine_from_env, has_table, warehouse_lock
 from pipelines.warehouse import SRC_TABLES, build_sources, refresh_sources
 
 ENGINE = engine_from_env()  # where the warehouse is built: DuckDB files, or Spark
@@ -177,8 +177,10 @@ def plumbline_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource,
         seeds = Seeds(settings.warehouse_path) if settings.engine == "duckdb" and whole else None
         skip = seeds is not None and seeds.loaded()
         excluded = "resource_type:unit_test" + (" resource_type:seed" if skip else "")
-        invocation = dbt.cli(["build", "--exclude", excluded], context=context)
-        events = list(invocation.stream())
+        # the vault is not read or written while dbt builds: its checkpoint is written now
+        with checkpointing(settings.vault_path):
+            invocation = dbt.cli(["build", "--exclude", excluded], context=context)
+            events = list(invocation.stream())
         keep_parse_state(invocation.target_path, settings.data_dir / "dbt_runs")
         if seeds is not None and not skip:
             seeds.record(invocation.target_path / "run_results.json")
