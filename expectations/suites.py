@@ -20,7 +20,7 @@ import os
 import sys
 from contextlib import contextmanager
 from datetime import date
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -236,15 +236,26 @@ def judge(feed: Feed, text: pd.DataFrame, today: date) -> dict[int, list[tuple[s
     return _failures(feed, derive(feed, text)[0], today)
 
 
+@cache
+def _whole_frame(feed_name: str) -> Any:
+    """The feed's dataframe asset and its whole-frame batch definition, made once per process
+    (each made anew cost a write of GX's project config, and left one more asset behind)."""
+    return (_context().data_sources.add_or_update_pandas("deliveries")
+            .add_dataframe_asset(feed_name).add_batch_definition_whole_dataframe("whole"))
+
+
+@lru_cache(maxsize=32)
+def _suite(feed: Feed, today: date) -> Any:
+    """The feed's suite for deliveries judged on `today`, built once (a week's providers
+    deliver several files)."""
+    return build_suite(feed, today)
+
+
 def _failures(feed: Feed, frame: pd.DataFrame, today: date) -> dict[int, list[tuple[str, str]]]:
     if frame.empty:
         return {}
-    ctx = _context()
-    batch = (ctx.data_sources.add_or_update_pandas("deliveries")
-             .add_dataframe_asset(f"{feed.name}_{id(frame)}")
-             .add_batch_definition_whole_dataframe("whole")
-             .get_batch(batch_parameters={"dataframe": frame}))
-    result = batch.validate(build_suite(feed, today), result_format={
+    batch = _whole_frame(feed.name).get_batch(batch_parameters={"dataframe": frame})
+    result = batch.validate(_suite(feed, today), result_format={
         "result_format": "COMPLETE", "unexpected_index_column_names": None})
     failures: dict[int, list[tuple[str, str]]] = {}
     for r in result.results:
