@@ -237,11 +237,18 @@ def judge(feed: Feed, text: pd.DataFrame, today: date) -> dict[int, list[tuple[s
 
 
 @cache
+def _deliveries() -> Any:
+    """GX's pandas data source for deliveries, made once per process."""
+    return _context().data_sources.add_or_update_pandas("deliveries")
+
+
+@cache
 def _whole_frame(feed_name: str) -> Any:
-    """The feed's dataframe asset and its whole-frame batch definition, made once per process
-    (each made anew cost a write of GX's project config, and left one more asset behind)."""
-    return (_context().data_sources.add_or_update_pandas("deliveries")
-            .add_dataframe_asset(feed_name).add_batch_definition_whole_dataframe("whole"))
+    """The feed's dataframe asset in it and its whole-frame batch definition, made once per
+    process (each made anew cost a write of GX's project config, and left one more asset
+    behind)."""
+    return (_deliveries().add_dataframe_asset(feed_name)
+            .add_batch_definition_whole_dataframe("whole"))
 
 
 @lru_cache(maxsize=32)
