@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import re
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -286,6 +287,29 @@ def engine(memory_limit: str, spill: Path) -> tuple[duckdb.DuckDBPyConnection, D
     spill.mkdir(parents=True, exist_ok=True)
     con.execute(f"SET temp_directory = '{spill.as_posix()}'")
     return con, DuckDBAPI(connection=con)
+
+
+def engine_beside(store: duckdb.DuckDBPyConnection) -> tuple[duckdb.DuckDBPyConnection, DuckDBAPI]:
+    """Splink's tables in an in-memory database attached to `store`'s own DuckDB (a
+    connection of its own, that database its default): for a run that scores a few records
+    against many, which Splink then reads where they are instead of from a copy. Give it
+    back with `release`."""
+    con = store.cursor()
+    name = f"linkage_scratch_{uuid.uuid4().hex[:12]}"
+    con.execute("SET enable_progress_bar = false")
+    con.execute(f"ATTACH ':memory:' AS {name}")
+    con.execute(f"USE {name}")
+    return con, DuckDBAPI(connection=con)
+
+
+def release(con: duckdb.DuckDBPyConnection, home: str | None = None) -> None:
+    """Close Splink's engine. One made by `engine_beside` (`home`: the store's own database
+    name) has its scratch database detached, and the memory it held freed, first."""
+    if home is not None:
+        scratch = con.execute("select current_database()").fetchone()[0]
+        con.execute(f'USE "{home}"')
+        con.execute(f"DETACH {scratch}")
+    con.close()
 
 
 def term_frequencies(records: pd.DataFrame) -> dict[str, pd.DataFrame]:
