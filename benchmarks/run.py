@@ -438,7 +438,7 @@ def targets(results: list[dict]) -> list[str]:
         row("1M weekly run ≤ 30 s", f"{typical} s, the median of {len(weekly)} weeks ("
             f"{_heaviest_text(worst)})", typical <= 30)
         row("1M weekly run ≤ 10% of the full run",
-            f"{typical / full['seconds']:.0%} (median week; {worst['seconds'] / full['seconds']:.0%}"
+            f"{typical / full['seconds']:.1%} (median week; {worst['seconds'] / full['seconds']:.0%}"
             " the heaviest)", typical <= 0.1 * full["seconds"])
         row("1M full run ≤ 5 min", f"{full['seconds']} s", full["seconds"] <= 300)
         peak = max(run["peak_rss_mb"] for run in big["runs"])
@@ -463,7 +463,7 @@ def targets(results: list[dict]) -> list[str]:
         weekly = _weekly(small)
         typical, full_s = _median([w["seconds"] for w in weekly]), small["runs"][0]["seconds"]
         row("100k weekly run ≤ 35% of the full run (`plumbline run`)",
-            f"{typical / full_s:.0%} ({typical} s, the median of {len(weekly)} weeks, of "
+            f"{typical / full_s:.1%} ({typical} s, the median of {len(weekly)} weeks, of "
             f"{full_s} s; {_heaviest_text(_heaviest(weekly))})", typical <= 0.35 * full_s)
     return rows
 
