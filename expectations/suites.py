@@ -14,6 +14,7 @@ accepted.
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import os
@@ -256,6 +257,25 @@ def _suite(feed: Feed, today: date) -> Any:
     """The feed's suite for deliveries judged on `today`, built once (a week's providers
     deliver several files)."""
     return build_suite(feed, today)
+
+
+def judge_many(feed: Feed, texts: list[pd.DataFrame], today: date
+               ) -> list[dict[int, list[tuple[str, str]]]]:
+    """`judge` for several deliveries of one feed at once, in one validation (GX's cost is
+    mostly per validation): each delivery's verdicts by its own row numbers. Only for suites
+    whose every expectation judges a row alone (none unique across the rows)."""
+    if any(f.unique for f in feed.fields):
+        raise ValueError(f"{feed.name}: a suite with a unique field judges each file alone")
+    frames = [derive(feed, t)[0] for t in texts]
+    starts = [0]
+    for frame in frames:
+        starts.append(starts[-1] + len(frame))
+    found = _failures(feed, pd.concat(frames, ignore_index=True), today) if starts[-1] else {}
+    out: list[dict[int, list[tuple[str, str]]]] = [{} for _ in texts]
+    for i, reasons in found.items():
+        k = bisect.bisect_right(starts, i) - 1
+        out[k][i - starts[k]] = reasons
+    return out
 
 
 def _failures(feed: Feed, frame: pd.DataFrame, today: date) -> dict[int, list[tuple[str, str]]]:

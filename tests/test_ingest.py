@@ -183,3 +183,46 @@ def test_a_providers_other_date_format_is_accepted(settings: Settings) -> None:
         (4, "service_date"), (5, "service_date")]
     assert vault_rows(settings, "select service_date from raw.providers__services order by 1") \
         == [(date(2026, 3, 2),), (date(2026, 3, 3),)]
+
+
+def test_a_runs_small_deliveries_are_judged_together_and_answered_each_alone(
+        settings: Settings, tmp_path: Path) -> None:
+    from pipelines.ingest import JudgedAhead, pending_files
+
+    files = {
+        "blood_lead_20260305.csv": [GOOD, dict(GOOD, TEST_ID="T2", RESULT="high")],
+        "blood_lead_20260312.csv": [dict(GOOD, TEST_ID=""), dict(GOOD, TEST_ID="T3"),
+                                    dict(GOOD, TEST_ID="T4", SAMPLE_TYPE="X",
+                                         REPORTED_DATE="13/01/2026")],
+        "blood_lead_20260319.csv": [dict(GOOD, TEST_ID="T5"), dict(GOOD, TEST_ID="T6",
+                                                                   SAMPLE_DATE="02/30/2026")],
+    }
+    alone = Settings(tmp_path / "alone" / "landing", tmp_path / "alone" / "data",
+                     settings.as_of, b"k")
+    (alone.landing / "health").mkdir(parents=True)
+    for name, rows in files.items():
+        data = csv_text(rows).encode()
+        drop(settings, name, data)
+        (alone.landing / "health" / name).write_bytes(data)
+    # the three are judged in one validation ...
+    with duckdb.connect(":memory:") as con:
+        con.execute("create schema ingest; create table ingest.deliveries (sha256 varchar)")
+        ahead = JudgedAhead.ask(settings, HEALTH, pending_files(settings.landing, HEALTH),
+                                set(), con)
+    assert len(ahead._shares) == 3
+    # ... and each is answered as if judged alone
+    together = ingest_feed(settings, HEALTH)
+    for name in files:
+        ingest_feed(alone, HEALTH, only=[f"health/{name}"])
+    assert [d.status for d in together] == ["ACCEPTED"] * 3
+
+    def answer(s: Settings, name: str) -> tuple:
+        r = receipt(s, name)
+        return (r["rows_read"], r["rows_accepted"], r["rows_rejected"],
+                sorted((x["line"], x["field"], x["reason"]) for x in r["rejected_rows"]))
+
+    for name in files:
+        assert answer(settings, name) == answer(alone, name)
+    assert [answer(settings, n)[:3] for n in files] == [(2, 1, 1), (3, 1, 2), (2, 1, 1)]
+    kept = "select test_id from raw.health__blood_lead order by 1"
+    assert vault_rows(settings, kept) == vault_rows(alone, kept) == [("T1",), ("T3",), ("T5",)]
