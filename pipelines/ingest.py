@@ -406,8 +406,10 @@ def extract_date_of(feed: Feed, relative_path: str) -> date | None:
 
 
 # a delivery up to this size is judged with the feed's other small ones of the run, in one
-# validation: GX costs some 0.09 s a validation whatever its rows (a week's three provider files)
-AHEAD_MAX_BYTES = 4 << 20
+# validation: GX costs some 0.09 s a validation whatever its rows (a week's three provider
+# files, some 30 KB each at 1M people). Such a file's rows are read twice (to be judged, then
+# to be kept), a few milliseconds; a larger one is judged alone.
+AHEAD_MAX_BYTES = 1 << 20
 
 
 class JudgedAhead:
