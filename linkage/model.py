@@ -276,11 +276,15 @@ def floored(model: dict, least: float = 1e-300) -> dict:
 TF_COLUMNS = ("first_name", "last_name")
 
 
+def _check_size(memory_limit: str) -> None:
+    if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", memory_limit.strip(), re.IGNORECASE):
+        raise ValueError(f"linkage memory limit {memory_limit!r} is not a size such as 6GB")
+
+
 def engine(memory_limit: str, spill: Path) -> tuple[duckdb.DuckDBPyConnection, DuckDBAPI]:
     """Splink's own in-memory DuckDB, bounded, spilling into `spill` (in the data dir, never
     the cwd)."""
-    if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", memory_limit.strip(), re.IGNORECASE):
-        raise ValueError(f"linkage memory limit {memory_limit!r} is not a size such as 6GB")
+    _check_size(memory_limit)
     con = duckdb.connect(":memory:")
     con.execute("SET enable_progress_bar = false")
     con.execute(f"SET memory_limit = '{memory_limit.strip()}'")
@@ -289,26 +293,45 @@ def engine(memory_limit: str, spill: Path) -> tuple[duckdb.DuckDBPyConnection, D
     return con, DuckDBAPI(connection=con)
 
 
-def engine_beside(store: duckdb.DuckDBPyConnection) -> tuple[duckdb.DuckDBPyConnection, DuckDBAPI]:
+def engine_beside(store: duckdb.DuckDBPyConnection, memory_limit: str
+                  ) -> tuple[duckdb.DuckDBPyConnection, DuckDBAPI, tuple[str, str]]:
     """Splink's tables in an in-memory database attached to `store`'s own DuckDB (a
     connection of its own, that database its default): for a run that scores a few records
-    against many, which Splink then reads where they are instead of from a copy. Give it
-    back with `release`."""
+    against many, which Splink then reads where they are instead of from a copy. The store's
+    DuckDB is bounded by `memory_limit` meanwhile. Give it back with `release(con, restore)`."""
+    _check_size(memory_limit)
     con = store.cursor()
+    home = con.execute("select current_database()").fetchone()[0]
+    # put back as it was: DuckDB shows a bound rounded (18.8 GiB set back reads 18.7 GiB), so
+    # a store with DuckDB's own default gets the default again
+    before = ("" if _is_default_memory_limit(con)
+              else con.execute("select current_setting('memory_limit')").fetchone()[0])
     name = f"linkage_scratch_{uuid.uuid4().hex[:12]}"
     con.execute("SET enable_progress_bar = false")
+    con.execute(f"SET memory_limit = '{memory_limit.strip()}'")
     con.execute(f"ATTACH ':memory:' AS {name}")
     con.execute(f"USE {name}")
-    return con, DuckDBAPI(connection=con)
+    return con, DuckDBAPI(connection=con), (home, before)
 
 
-def release(con: duckdb.DuckDBPyConnection, home: str | None = None) -> None:
-    """Close Splink's engine. One made by `engine_beside` (`home`: the store's own database
-    name) has its scratch database detached, and the memory it held freed, first."""
-    if home is not None:
+def _is_default_memory_limit(con: duckdb.DuckDBPyConnection) -> bool:
+    now = con.execute("select current_setting('memory_limit')").fetchone()[0]
+    probe = duckdb.connect(":memory:")
+    try:
+        return probe.execute("select current_setting('memory_limit')").fetchone()[0] == now
+    finally:
+        probe.close()
+
+
+def release(con: duckdb.DuckDBPyConnection, restore: tuple[str, str] | None = None) -> None:
+    """Close Splink's engine. One made by `engine_beside` has its scratch database detached
+    (the memory it held freed) and the store's memory bound put back first."""
+    if restore is not None:
+        home, before = restore
         scratch = con.execute("select current_database()").fetchone()[0]
         con.execute(f'USE "{home}"')
         con.execute(f"DETACH {scratch}")
+        con.execute(f"SET memory_limit = '{before}'" if before else "RESET memory_limit")
     con.close()
 
 

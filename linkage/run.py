@@ -348,9 +348,12 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
     # a week's few records are scored against the many kept ones where those are, in the
     # vault: Splink's tables go to an in-memory database beside it (not a copy of every kept
     # record, 0.7 s a week at 1M). Every other run has an engine of its own, bounded.
-    home = (con.execute("select current_database()").fetchone()[0]
-            if partial and not full and n_kept and scorer is None else None)
-    mem, db_api = engine_beside(con) if home else engine(memory_limit, model_dir / "spill")
+    restore = None
+    if partial and not full and n_kept and scorer is None:
+        mem, db_api, restore = engine_beside(con, memory_limit)
+        home = restore[0]
+    else:
+        mem, db_api = engine(memory_limit, model_dir / "spill")
     if reasons:
         train_model(db_api, records, model_path, sample_max=sample_max)
         for column, frame in term_frequencies(records).items():
@@ -382,7 +385,7 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
     if full:
         new_pairs = scored_pairs(None)
         scope = set(records["unique_id"])
-    elif home:
+    elif restore is not None:
         # every record of the last run but the fresh ones (a partial run: none is gone)
         scratch = mem.execute("select current_database()").fetchone()[0]
         mem.execute(f"create view kept_records as select {', '.join(LINK_COLUMNS)} "
@@ -444,7 +447,7 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
         model = json.loads(model_path.read_text())
         evidence = link_evidence(mem, "scope_pairs", model, clusters, threshold)
         evidence.insert(0, "person_id", evidence["unique_id_l"].map(now_of))
-        release(mem, home)
+        release(mem, restore)
         mem = None
 
         if full:
@@ -517,7 +520,7 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
         con.execute("rollback")
         if mem is not None:  # the scratch beside the vault goes with the failed run
             with contextlib.suppress(duckdb.Error):
-                release(mem, home)
+                release(mem, restore)
         raise
     moved = sum(1 for u, p in prior_in.items() if u in now_of and now_of[u] != p)
     # one pass over the persons' sizes: records, persons, the largest, the share linked

@@ -45,12 +45,19 @@ def weekly(city: City, tmp_path_factory: pytest.TempPathFactory) -> dict:
         before = _crosswalk(con)
     _ingest(settings, lambda p: True)
     with connect(settings.vault_path) as con:
+        bound = con.execute("select current_setting('memory_limit')").fetchone()[0]
         week = relink(con, settings)
         after = _crosswalk(con)
+        # Splink worked beside the vault: its scratch database went, the vault's bound is back
+        left = {"databases": [d for (d,) in con.execute(
+                    "select database_name from duckdb_databases() where not internal"
+                    ).fetchall()],
+                "bound": (bound, con.execute("select current_setting('memory_limit')"
+                                             ).fetchone()[0])}
         pairs = con.execute("select unique_id_l, unique_id_r, round(match_weight, 6) "
                             "from linkage.link_pairs").fetchall()
     return {"settings": settings, "first": first, "week": week, "before": before,
-            "after": after, "pairs": pairs}
+            "after": after, "pairs": pairs, "left": left}
 
 
 def test_a_week_is_linked_incrementally(weekly: dict) -> None:
@@ -63,6 +70,11 @@ def test_a_week_is_linked_incrementally(weekly: dict) -> None:
     assert week["records_scored"] <= week["records_read"] < week["records"]
     assert week["records_relinked"] < week["records"]
     assert len(weekly["after"]) == week["records"]
+
+
+def test_a_weeks_scoring_leaves_the_vault_as_it_found_it(weekly: dict) -> None:
+    assert weekly["left"]["databases"] == ["vault"]
+    assert weekly["left"]["bound"][0] == weekly["left"]["bound"][1]
 
 
 def test_incremental_linkage_finds_what_a_full_relink_finds(weekly: dict, tmp_path: Path) -> None:
