@@ -351,7 +351,6 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
     restore = None
     if partial and not full and n_kept and scorer is None:
         mem, db_api, restore = engine_beside(con, memory_limit)
-        home = restore[0]
     else:
         mem, db_api = engine(memory_limit, model_dir / "spill")
     if reasons:
@@ -389,7 +388,7 @@ def run_linkage(con: duckdb.DuckDBPyConnection, model_dir: Path, threshold: floa
         # every record of the last run but the fresh ones (a partial run: none is gone)
         scratch = mem.execute("select current_database()").fetchone()[0]
         mem.execute(f"create view kept_records as select {', '.join(LINK_COLUMNS)} "
-                    f'from "{home}".linkage.person_records as p anti join '
+                    f'from "{restore[0]}".linkage.person_records as p anti join '
                     f"{scratch}.main.fresh_records as f on f.unique_id = p.unique_id")
         new_pairs = scored_pairs("kept_records")
     else:

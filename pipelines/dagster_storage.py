@@ -49,7 +49,7 @@ class PlumblineEventLogStorage(ConsolidatedSqliteEventLogStorage):
     _engine: db.engine.Engine | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._asset_key_columns: dict[str, bool] = {}
+        self._asset_key_columns: set[str] = set()  # columns found in the asset_keys table
         super().__init__(*args, **kwargs)
 
     def _shared_engine(self) -> db.engine.Engine:
@@ -74,11 +74,11 @@ class PlumblineEventLogStorage(ConsolidatedSqliteEventLogStorage):
         # SQLAlchemy) on every asset event it stores: some 200 a run. Columns are only ever
         # added (by `dagster instance migrate`), so a column found is remembered; one not found
         # is looked for again next time.
-        found = self._asset_key_columns.get(column_name)
-        if found is None:
-            found = super()._has_asset_key_col_on_connection(conn, column_name)
-            if found:
-                self._asset_key_columns[column_name] = True
+        if column_name in self._asset_key_columns:
+            return True
+        found = super()._has_asset_key_col_on_connection(conn, column_name)
+        if found:
+            self._asset_key_columns.add(column_name)
         return found
 
     def dispose(self) -> None:

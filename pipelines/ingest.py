@@ -74,6 +74,11 @@ class Delivery:
     def delivery_id(self) -> str:
         return self.sha256[:16]
 
+    def judged_on(self) -> date:
+        """The day its rows are judged as of (nothing after it is in the future): today, or
+        its extract date when that is later."""
+        return max(date.today(), self.extract_date or date.min)
+
     # a roster snapshot's rows sent exactly as in the previous snapshot: (line, row hash),
     # accepted as they were then, neither parsed nor validated again
     carried: list[tuple[int, str]] = field(default_factory=list)
@@ -460,8 +465,7 @@ class JudgedAhead:
             except UnreadableDelivery:
                 continue
             if len(read.text):
-                groups.setdefault(max(date.today(), d.extract_date or date.min), []).append(
-                    (sha, read.text))
+                groups.setdefault(d.judged_on(), []).append((sha, read.text))
         for today, members in groups.items():
             if len(members) < 2:
                 continue  # one delivery: judged when it is parsed, as ever
@@ -556,7 +560,7 @@ def ingest_feed(settings: Settings, feed: Feed, only: list[str] | None = None) -
                 d.reason = (f"the same bytes were delivered before as {d.duplicate_of}; "
                             "nothing changed")
             else:
-                today = max(date.today(), d.extract_date or date.min)
+                today = d.judged_on()
                 d.carried_from, known = previous_snapshot(con, d)
                 try:
                     parse_delivery(d, data, today, known, ahead)
